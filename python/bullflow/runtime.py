@@ -1,0 +1,972 @@
+"""The in-process runtime (the embedded default; no Redis): runs a blueprint inside one asyncio
+event loop with Flowcraft's semantics, minus Flowcraft's defects.
+
+Scheduling is event-driven: a node starts as soon as the scheduling rule (``scheduler.py``) makes
+it ready, up to ``concurrency`` nodes at a time per run. A node's context writes are committed when
+it succeeds; its output lands in ``_outputs.<id>`` and the ``<id>`` alias; edges are chosen
+action-first with unlabelled edges as the default branch, and conditions guard either kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from .blueprint import Blueprint, BlueprintSource, NodeDefinition, load_blueprint
+from .cancellation import CancellationSignal
+from .compile import CompiledBlueprint, CompiledEdge, CompiledExpression, CompiledNode, compile_blueprint
+from .context import DELETED, NodeContextView
+from .events import EventBus, FlowEvent
+from .exceptions import (
+    BlueprintError,
+    ExpressionError,
+    MissingImplementationError,
+    NodeError,
+    NodeTimeoutError,
+    ResumeError,
+    WorkflowCancelledError,
+)
+from .expressions import is_truthy
+from .middleware import Middleware, build_chain
+from .nodes import BaseNode, NodeContext, NodeImplementation, NodeResult, is_node_class
+from .results import WorkflowError, WorkflowResult
+from .scheduler import AWAITING, COMPLETED, PENDING, READY, RUNNING, NodeStatus, RunScheduler
+
+__all__ = ["FlowRuntime"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 10
+AWAITING_IDS = "_awaitingNodeIds"
+AWAITING_DETAILS = "_awaitingDetails"
+TRAVERSAL = "_traversal"
+_MISSING: Any = object()
+
+
+class FlowRuntime:
+    """Runs blueprints in this process.
+
+    ``registry`` maps ``uses`` keys to node functions or classes (merged over the built-ins:
+    wait, sleep, subflow, batch-scatter, batch-gather, loop-controller); ``blueprints`` are the
+    blueprints subflows (and ``run("<id>")``) refer to, as a mapping id -> blueprint or a list.
+    ``concurrency`` limits the nodes of one run that execute at once (default 10).
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Mapping[str, NodeImplementation] | None = None,
+        blueprints: Mapping[str, BlueprintSource] | Iterable[BlueprintSource] | None = None,
+        dependencies: Mapping[str, Any] | None = None,
+        event_bus: EventBus | None = None,
+        middleware: Sequence[Middleware] = (),
+        concurrency: int | None = None,
+        strict: bool = False,
+        max_waves: int = 10_000,
+    ) -> None:
+        from .builtins import BUILTIN_NODES
+
+        self.registry: dict[str, NodeImplementation] = {**BUILTIN_NODES, **(registry or {})}
+        self.blueprints: dict[str, Blueprint] = {}
+        if blueprints is not None:
+            if isinstance(blueprints, Mapping):
+                for key, source in blueprints.items():
+                    self.register_blueprint(source, id=key)
+            else:
+                for source in blueprints:
+                    self.register_blueprint(source)
+        self.dependencies: dict[str, Any] = dict(dependencies or {})
+        self.event_bus = event_bus
+        self.middleware: tuple[Middleware, ...] = tuple(middleware)
+        self.concurrency = concurrency if concurrency and concurrency > 0 else DEFAULT_CONCURRENCY
+        self.strict = strict
+        self.max_waves = max_waves
+        self._compiled: OrderedDict[tuple[int, bool], tuple[Blueprint, CompiledBlueprint]] = OrderedDict()
+        self._timers: dict[str, _TimerEntry] = {}
+        self._resume_results: dict[str, WorkflowResult] = {}
+        self._scheduler_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------------------ blueprints
+    def register_blueprint(self, source: BlueprintSource, *, id: str | None = None) -> Blueprint:
+        bp = load_blueprint(source, id=id)
+        self.blueprints[bp.id] = bp
+        return bp
+
+    def get_blueprint(self, blueprint_id: str) -> Blueprint | None:
+        return self.blueprints.get(blueprint_id)
+
+    def compile(self, blueprint: Blueprint | str, *, strict: bool | None = None) -> CompiledBlueprint:
+        """The compiled form of a blueprint (cached per blueprint object)."""
+        bp = self._resolve(blueprint)
+        strict = self.strict if strict is None else strict
+        key = (id(bp), strict)
+        hit = self._compiled.get(key)
+        if hit is not None and hit[0] is bp:
+            self._compiled.move_to_end(key)
+            return hit[1]
+        compiled = compile_blueprint(bp, strict=strict)
+        self._compiled[key] = (bp, compiled)
+        if len(self._compiled) > 512:
+            self._compiled.popitem(last=False)
+        return compiled
+
+    def _resolve(self, blueprint: BlueprintSource | str) -> Blueprint:
+        if isinstance(blueprint, Blueprint):
+            return blueprint
+        if isinstance(blueprint, str) and blueprint in self.blueprints:
+            return self.blueprints[blueprint]
+        if isinstance(blueprint, str) and not blueprint.lstrip().startswith("{"):
+            raise BlueprintError(f"unknown blueprint id {blueprint!r}; register it with the runtime first")
+        return load_blueprint(blueprint)
+
+    # ------------------------------------------------------------------------------------ runs
+    async def run(
+        self,
+        blueprint: BlueprintSource | str,
+        initial_context: Mapping[str, Any] | str | None = None,
+        *,
+        signal: CancellationSignal | None = None,
+        strict: bool | None = None,
+        concurrency: int | None = None,
+        registry: Mapping[str, NodeImplementation] | None = None,
+        run_id: str | None = None,
+    ) -> WorkflowResult:
+        """Run a blueprint (an object, a registered id, a dict or JSON) to completion, failure,
+        cancellation or a pause (``awaiting``)."""
+        compiled = self.compile(self._resolve(blueprint), strict=strict)
+        data = _initial_data(initial_context)
+        run = _Run(self, compiled, data, signal=signal, concurrency=concurrency, registry=registry, run_id=run_id)
+        return await run.start()
+
+    def run_sync(
+        self,
+        blueprint: BlueprintSource | str,
+        initial_context: Mapping[str, Any] | str | None = None,
+        **options: Any,
+    ) -> WorkflowResult:
+        """``run`` for scripts: starts an event loop (not from inside a running loop)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run(blueprint, initial_context, **options))
+        raise RuntimeError("run_sync() cannot be called from a running event loop; use `await runtime.run(...)`")
+
+    async def resume(
+        self,
+        blueprint: BlueprintSource | str,
+        state: WorkflowResult | Mapping[str, Any] | str,
+        *,
+        node_id: str | None = None,
+        output: Any = _MISSING,
+        action: str | None = None,
+        signal: CancellationSignal | None = None,
+        concurrency: int | None = None,
+        registry: Mapping[str, NodeImplementation] | None = None,
+        run_id: str | None = None,
+    ) -> WorkflowResult:
+        """Continue an ``awaiting`` run at ``node_id`` (default: the first awaiting node).
+
+        ``output`` replaces the node's output; ``action`` routes its outgoing edges like a node
+        result's action (so a wait node can branch on approve/reject)."""
+        if isinstance(state, WorkflowResult):
+            run_id = run_id or state.run_id or None
+            data = dict(state.context)
+        else:
+            data = _initial_data(state)
+        compiled = self.compile(self._resolve(blueprint))
+        run = _Run(self, compiled, data, signal=signal, concurrency=concurrency, registry=registry, run_id=run_id)
+        if run.run_id in self._timers:
+            self._timers.pop(run.run_id, None)
+        return await run.resume(node_id, output, action)
+
+    # ------------------------------------------------------------------------ timer scheduler
+    def start_scheduler(self, check_interval: float = 1.0) -> None:
+        """Resume runs paused at a ``sleep`` node once their wake-up time has passed (in-memory,
+        like Flowcraft's WorkflowScheduler). Results are kept for ``get_resume_result``."""
+        if self._scheduler_task is None or self._scheduler_task.done():
+            self._scheduler_task = asyncio.get_running_loop().create_task(self._timer_loop(check_interval))
+
+    async def stop_scheduler(self) -> None:
+        task, self._scheduler_task = self._scheduler_task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    def active_timers(self) -> list[str]:
+        return list(self._timers)
+
+    def get_resume_result(self, run_id: str) -> WorkflowResult | None:
+        return self._resume_results.get(run_id)
+
+    async def _timer_loop(self, interval: float) -> None:
+        while True:
+            now = datetime.now(timezone.utc)
+            for run_id, entry in list(self._timers.items()):
+                if entry.wake_up_at > now:
+                    continue
+                self._timers.pop(run_id, None)
+                try:
+                    result = await self.resume(
+                        entry.blueprint, entry.context, node_id=entry.node_id, run_id=run_id, registry=entry.registry
+                    )
+                except Exception:
+                    logger.exception("scheduled resume of run %s failed", run_id)
+                    continue
+                self._resume_results[run_id] = result
+            await asyncio.sleep(interval)
+
+    def _register_timers(self, run: _Run, result: WorkflowResult) -> None:
+        details = result.context.get(AWAITING_DETAILS) or {}
+        for node_id, detail in details.items():
+            if isinstance(detail, Mapping) and detail.get("reason") == "timer" and detail.get("wakeUpAt"):
+                self._timers[run.run_id] = _TimerEntry(
+                    blueprint=run.compiled.blueprint,
+                    context=dict(result.context),
+                    node_id=node_id,
+                    wake_up_at=datetime.fromisoformat(str(detail["wakeUpAt"]).replace("Z", "+00:00")),
+                    registry=run.extra_registry,
+                )
+                return
+
+
+class _TimerEntry:
+    __slots__ = ("blueprint", "context", "node_id", "wake_up_at", "registry")
+
+    def __init__(
+        self,
+        *,
+        blueprint: Blueprint,
+        context: dict[str, Any],
+        node_id: str,
+        wake_up_at: datetime,
+        registry: Mapping[str, NodeImplementation] | None,
+    ) -> None:
+        self.blueprint = blueprint
+        self.context = context
+        self.node_id = node_id
+        self.wake_up_at = wake_up_at
+        self.registry = registry
+
+
+def _initial_data(initial: Mapping[str, Any] | str | bytes | None) -> dict[str, Any]:
+    if initial is None:
+        return {}
+    if isinstance(initial, (str, bytes)):
+        try:
+            initial = orjson.loads(initial)
+        except orjson.JSONDecodeError as err:
+            raise BlueprintError(f"initial context is not valid JSON: {err}") from None
+    if not isinstance(initial, Mapping):
+        raise BlueprintError(f"the initial context must be an object, got {type(initial).__name__}")
+    return dict(initial)
+
+
+class _Outcome:
+    __slots__ = ("kind", "result", "error", "view", "awaiting")
+
+    def __init__(
+        self,
+        kind: str,
+        result: NodeResult | None = None,
+        error: NodeError | None = None,
+        view: NodeContextView | None = None,
+        awaiting: dict[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind  # "success" | "failed" | "fallback" | "cancelled"
+        self.result = result
+        self.error = error
+        self.view = view
+        self.awaiting = awaiting
+
+
+class _ConditionScope(Mapping[str, Any]):
+    """``{...context, result}`` without copying the context."""
+
+    __slots__ = ("_data", "_result")
+
+    def __init__(self, data: Mapping[str, Any], result: dict[str, Any]) -> None:
+        self._data = data
+        self._result = result
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "result":
+            return self._result
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key == "result" or key in self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "result":
+            return self._result
+        return self._data.get(key, default)
+
+    def __iter__(self) -> Any:
+        yield "result"
+        yield from (k for k in self._data if k != "result")
+
+    def __len__(self) -> int:
+        return len(self._data) + (0 if "result" in self._data else 1)
+
+
+class _Run:
+    """One execution (or resumption) of a blueprint."""
+
+    def __init__(
+        self,
+        runtime: FlowRuntime,
+        compiled: CompiledBlueprint,
+        data: dict[str, Any],
+        *,
+        signal: CancellationSignal | None,
+        concurrency: int | None,
+        registry: Mapping[str, NodeImplementation] | None,
+        run_id: str | None,
+        emit_workflow_events: bool = True,
+    ) -> None:
+        self.runtime = runtime
+        self.compiled = compiled
+        self.blueprint_id = compiled.blueprint.id
+        self.data = data
+        self.signal = signal or CancellationSignal()
+        self.limit = concurrency if concurrency and concurrency > 0 else runtime.concurrency
+        self.extra_registry = registry
+        self.registry = {**runtime.registry, **registry} if registry else runtime.registry
+        self.run_id = run_id or str(uuid.uuid4())
+        self.bus = runtime.event_bus
+        self.middleware = runtime.middleware
+        self.scheduler = RunScheduler(compiled, max_waves=runtime.max_waves)
+        self.errors: list[WorkflowError] = []
+        self.skipped: list[int] = []
+        self.transformed: set[int] = set()
+        self.awaiting: dict[str, dict[str, Any]] = {}
+        self.emit_workflow_events = emit_workflow_events
+        self._completions: deque[asyncio.Task[_Outcome]] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------------------------- lifecycle
+    async def start(self) -> WorkflowResult:
+        if self.bus is not None and self.emit_workflow_events:
+            await self._emit("workflow:start", {"blueprintId": self.blueprint_id, "executionId": self.run_id})
+        self._restore_awaiting()
+        return await self._drive(self.scheduler.start())
+
+    async def resume(self, node_id: str | None, output: Any, action: str | None) -> WorkflowResult:
+        data = self.data
+        awaiting_ids = data.get(AWAITING_IDS)
+        if not awaiting_ids:
+            raise ResumeError("Cannot resume: The provided context is not in an awaiting state.")
+        node_id = awaiting_ids[0] if node_id is None else node_id
+        if node_id not in awaiting_ids:
+            raise ResumeError(f"Cannot resume: Node '{node_id}' is not in an awaiting state.")
+        self._restore_scheduler()
+        i = self.scheduler.index.get(node_id)
+        if i is None:
+            raise ResumeError(f"Awaiting node '{node_id}' not found in blueprint.")
+        if self.bus is not None and self.emit_workflow_events:
+            await self._emit("workflow:resume", {"blueprintId": self.blueprint_id, "executionId": self.run_id})
+        node = self.scheduler.nodes[i]
+        subflow_key = f"_subflowState.{node_id}"
+        if subflow_key in data:
+            from .builtins import SubflowStillAwaiting, resume_subflow
+
+            try:
+                output = await resume_subflow(self, node, data.pop(subflow_key), output, action)
+            except SubflowStillAwaiting as still:
+                data[subflow_key] = still.state
+                return await self._drive([])
+            except NodeError as err:
+                err = self._node_error(node.definition, err)
+                self.awaiting.pop(node_id, None)
+                self.scheduler.fail(i)
+                self.errors.append(WorkflowError(message=str(err), node_id=node_id, error=err))
+                return await self._drive([])
+            action = None
+        if output is _MISSING:
+            output = data.get(f"_outputs.{node_id}")
+        data[f"_outputs.{node_id}"] = output
+        data[node_id] = output
+        self.awaiting.pop(node_id, None)
+        self.scheduler.status[i] = AWAITING
+        result = NodeResult(output=output, action=action)
+        taken = self._select_edges(node, result)
+        self._apply_transforms(node, taken, result)
+        ready, skipped = self.scheduler.resume(i, taken)
+        self.skipped.extend(skipped)
+        return await self._drive(ready)
+
+    async def _drive(self, initial: list[int]) -> WorkflowResult:
+        loop = asyncio.get_running_loop()
+        ready: deque[int] = deque(initial)
+        running: dict[asyncio.Task[_Outcome], int] = {}
+        signal = self.signal
+        completions = self._completions
+        try:
+            while True:
+                while ready and len(running) < self.limit and not signal.cancelled:
+                    i = ready.popleft()
+                    self.scheduler.mark_running(i)
+                    if not ready and not running:
+                        # The only work there is: run it inline, no task needed.
+                        await self._handle(i, await self._execute(i), ready)
+                        continue
+                    task = loop.create_task(self._execute(i))
+                    running[task] = i
+                    task.add_done_callback(self._on_done)
+                if not running:
+                    break
+                if not completions:
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                    self._wakeup = None
+                while completions:
+                    task = completions.popleft()
+                    await self._handle(running.pop(task), task.result(), ready)
+        except BaseException:
+            for task in running:
+                task.cancel()
+            raise
+        if signal.cancelled:
+            for i in ready:
+                self.scheduler.status[i] = PENDING
+        return await self._finish()
+
+    def _on_done(self, task: asyncio.Task[_Outcome]) -> None:
+        self._completions.append(task)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def _finish(self) -> WorkflowResult:
+        data = self.data
+        scheduler = self.scheduler
+        if self.signal.cancelled:
+            status = "cancelled"
+        elif self.errors:
+            status = "failed"
+        elif self.awaiting:
+            status = "awaiting"
+        else:
+            status = "completed"
+        if status == "awaiting":
+            data[AWAITING_IDS] = list(self.awaiting)
+            data[AWAITING_DETAILS] = dict(self.awaiting)
+            data[TRAVERSAL] = scheduler.snapshot()
+        else:
+            for key in (AWAITING_IDS, AWAITING_DETAILS, TRAVERSAL):
+                data.pop(key, None)
+        result = WorkflowResult(
+            status=status,  # type: ignore[arg-type]
+            context=data,
+            errors=self.errors,
+            run_id=self.run_id,
+            blueprint_id=self.blueprint_id,
+            skipped_node_ids=[scheduler.nodes[i].id for i in self.skipped],
+        )
+        if self.bus is not None and self.emit_workflow_events:
+            base = {"blueprintId": self.blueprint_id, "executionId": self.run_id}
+            remaining = scheduler.ids_with_status(PENDING)
+            if status == "completed" and remaining:
+                await self._emit("workflow:stall", {**base, "remainingNodes": remaining})
+            if status == "awaiting":
+                await self._emit("workflow:pause", base)
+            await self._emit("workflow:finish", {**base, "status": status, "errors": self.errors or None})
+        if status == "awaiting" and self.emit_workflow_events:
+            self.runtime._register_timers(self, result)
+        return result
+
+    # ------------------------------------------------------------------------- node execution
+    def _resolve_input(self, node: CompiledNode) -> Any:
+        d = node.definition
+        inputs = d.inputs
+        data = self.data
+        if inputs is None or node.index in self.transformed:
+            return data.get("_inputs." + d.id)
+        if isinstance(inputs, str):
+            return _lookup(data, inputs)
+        return {name: _lookup(data, key) for name, key in inputs.items()}
+
+    async def _execute(self, i: int) -> _Outcome:
+        node = self.scheduler.nodes[i]
+        d = node.definition
+        impl = self.registry.get(d.uses)
+        view = NodeContextView(self.data)
+        ctx = NodeContext(
+            context=view,
+            input=self._resolve_input(node),
+            params=d.params,
+            run_id=self.run_id,
+            node_id=d.id,
+            blueprint_id=self.blueprint_id,
+            signal=self.signal,
+            runtime=self.runtime,
+            dependencies=self.runtime.dependencies,
+            definition=d,
+        )
+        ctx._run = self
+        if self.bus is not None:
+            await self._emit(
+                "node:start",
+                {"nodeId": d.id, "executionId": self.run_id, "input": ctx.input, "blueprintId": self.blueprint_id},
+            )
+        try:
+            if impl is None:
+                raise MissingImplementationError(
+                    f"Implementation for '{d.uses}' not found.", node_id=d.id, blueprint_id=self.blueprint_id
+                )
+            core = self._class_core if is_node_class(impl) else self._function_core
+            if self.middleware:
+                result = await build_chain(self.middleware, ctx, d.id, lambda: core(ctx, node, impl))
+            else:
+                result = await core(ctx, node, impl)
+        except WorkflowCancelledError:
+            return _Outcome("cancelled", view=view)
+        except Exception as exc:
+            error = self._node_error(d, exc)
+            if node.fallback is not None and not error.is_fatal:
+                if self.bus is not None:
+                    fb_id = self.scheduler.nodes[node.fallback].id
+                    await self._emit(
+                        "node:fallback",
+                        {"nodeId": d.id, "executionId": self.run_id, "fallback": fb_id, "blueprintId": self.blueprint_id},
+                    )
+                logger.warning("node %r failed; running fallback node: %s", d.id, error.cause or error)
+                return _Outcome("fallback", error=error, view=view)
+            return _Outcome("failed", error=error, view=view)
+        if not isinstance(result, NodeResult):
+            result = NodeResult(output=result)
+        return _Outcome("success", result=result, view=view, awaiting=ctx.awaiting)
+
+    def _node_error(self, d: NodeDefinition, exc: BaseException) -> NodeError:
+        if isinstance(exc, NodeError):
+            if exc.node_id is None:
+                exc.node_id = d.id
+            if exc.blueprint_id is None:
+                exc.blueprint_id = self.blueprint_id
+            if exc.run_id is None:
+                exc.run_id = self.run_id
+            return exc
+        return NodeError(
+            f"Node '{d.id}' execution failed",
+            node_id=d.id,
+            blueprint_id=self.blueprint_id,
+            run_id=self.run_id,
+            cause=exc,
+        )
+
+    async def _function_core(self, ctx: NodeContext, node: CompiledNode, impl: Any) -> Any:
+        return await self._with_retries(ctx, node, lambda: impl(ctx))
+
+    async def _class_core(self, ctx: NodeContext, node: CompiledNode, impl: type[BaseNode]) -> Any:
+        d = node.definition
+        instance = impl(d.params, d.id)
+        self.signal.raise_if_cancelled()
+        last_error: BaseException | None = None
+        try:
+            prep = await _maybe_await(instance.prep(ctx))
+            try:
+                exec_result = await self._with_retries(ctx, node, lambda: instance.exec(prep, ctx))
+            except WorkflowCancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, NodeError) and exc.is_fatal:
+                    raise
+                last_error = exc
+                exec_result = await _maybe_await(instance.fallback(exc, ctx))
+            return await _maybe_await(instance.post(exec_result, ctx))
+        except BaseException as exc:
+            last_error = exc
+            raise
+        finally:
+            if last_error is not None and not isinstance(last_error, asyncio.CancelledError):
+                try:
+                    await _maybe_await(instance.recover(last_error, ctx))
+                except Exception:
+                    logger.warning("recover() of node %r raised", d.id, exc_info=True)
+
+    async def _with_retries(self, ctx: NodeContext, node: CompiledNode, call: Callable[[], Any]) -> Any:
+        attempts = node.max_attempts
+        signal = self.signal
+        view = ctx.context
+        for attempt in range(1, attempts + 1):
+            signal.raise_if_cancelled()
+            ctx.attempt = attempt
+            try:
+                if node.timeout is None:
+                    value = call()
+                    if inspect.isawaitable(value):
+                        value = await value
+                    return value
+                return await self._with_timeout(call, node, attempt)
+            except WorkflowCancelledError:
+                raise
+            except Exception as exc:
+                if attempt >= attempts or (isinstance(exc, NodeError) and exc.is_fatal):
+                    raise
+                view.discard()
+                logger.warning("node %r attempt %d of %d failed: %r", node.id, attempt, attempts, exc)
+                if self.bus is not None:
+                    await self._emit(
+                        "node:retry",
+                        {
+                            "nodeId": node.id,
+                            "attempt": attempt,
+                            "executionId": self.run_id,
+                            "blueprintId": self.blueprint_id,
+                        },
+                    )
+                delay = node.retry_delay * (2 ** (attempt - 1) if node.exponential_backoff else 1)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _with_timeout(self, call: Callable[[], Any], node: CompiledNode, attempt: int) -> Any:
+        timeout = node.timeout
+        assert timeout is not None
+
+        async def attempt_coro() -> Any:
+            value = await asyncio.to_thread(call) if not _is_async_callable(node, self.registry) else call()
+            if inspect.isawaitable(value):
+                value = await value
+            return value
+
+        try:
+            return await asyncio.wait_for(attempt_coro(), timeout)
+        except asyncio.TimeoutError:
+            raise NodeTimeoutError(
+                f"Node '{node.id}' timed out after {timeout * 1000:g} ms (attempt {attempt})",
+                node_id=node.id,
+                blueprint_id=self.blueprint_id,
+                run_id=self.run_id,
+            ) from None
+
+    # ------------------------------------------------------------------------ result handling
+    async def _handle(self, i: int, outcome: _Outcome, ready: deque[int]) -> None:
+        scheduler = self.scheduler
+        node = scheduler.nodes[i]
+        node_id = node.id
+        data = self.data
+        kind = outcome.kind
+        if kind == "success":
+            result = outcome.result
+            assert result is not None and outcome.view is not None
+            writes = outcome.view.pending_writes()
+            if writes:
+                await self._commit(node_id, writes)
+            output = result.output
+            data["_outputs." + node_id] = output
+            data[node_id] = output
+            if self.bus is not None:
+                await self._emit(
+                    "node:finish",
+                    {
+                        "nodeId": node_id,
+                        "result": result,
+                        "executionId": self.run_id,
+                        "blueprintId": self.blueprint_id,
+                    },
+                )
+                await self._emit_change(node_id, "_outputs." + node_id, output)
+            if result.dynamic_nodes:
+                self._add_dynamic(node, result)
+            if outcome.awaiting is not None:
+                scheduler.await_(i)
+                self.awaiting[node_id] = outcome.awaiting
+                return
+            if self.signal.cancelled:
+                scheduler.status[i] = COMPLETED
+                return
+            taken = self._select_edges(node, result)
+            if taken:
+                self._apply_transforms(node, taken, result)
+            new_ready, skipped = scheduler.complete(i, taken)
+            if result.dynamic_nodes:
+                new_ready.extend(self._arrive_dynamic(i))
+            if skipped:
+                self.skipped.extend(skipped)
+            ready.extend(new_ready)
+        elif kind == "fallback":
+            data["_outputs." + node_id] = None
+            data[node_id] = None
+            new_ready, skipped = scheduler.complete_with_fallback(i)
+            self.skipped.extend(skipped)
+            ready.extend(new_ready)
+        elif kind == "failed":
+            error = outcome.error
+            assert error is not None
+            scheduler.fail(i)
+            self.errors.append(WorkflowError(message=str(error), node_id=node_id, error=error))
+            logger.info("node %r of run %s failed: %s", node_id, self.run_id, error.cause or error)
+            if self.bus is not None:
+                await self._emit(
+                    "node:error",
+                    {"nodeId": node_id, "error": error, "executionId": self.run_id, "blueprintId": self.blueprint_id},
+                )
+        else:  # cancelled before or between attempts
+            scheduler.status[i] = PENDING
+
+    async def _commit(self, node_id: str, writes: Mapping[str, Any]) -> None:
+        data = self.data
+        for key, value in writes.items():
+            if value is DELETED:
+                existed = data.pop(key, _MISSING) is not _MISSING
+                if self.bus is not None and existed:
+                    await self._emit(
+                        "context:change",
+                        {"sourceNode": node_id, "key": key, "op": "delete", "executionId": self.run_id},
+                    )
+            else:
+                data[key] = value
+                if self.bus is not None:
+                    await self._emit_change(node_id, key, value)
+
+    async def _emit_change(self, node_id: str, key: str, value: Any) -> None:
+        await self._emit(
+            "context:change",
+            {"sourceNode": node_id, "key": key, "op": "set", "value": value, "executionId": self.run_id},
+        )
+
+    def _select_edges(self, node: CompiledNode, result: NodeResult) -> list[CompiledEdge]:
+        """Action-first edge selection: edges labelled with the result's action; if none match,
+        the unlabelled (default) edges. Conditions guard both kinds. A loop controller's
+        conditional edges are checked first (early exit)."""
+        edges: Sequence[CompiledEdge] = node.out_edges
+        if node.inherited_pairs:
+            original = self.scheduler.fallback_for.get(node.index)
+            edges = [e for e in edges if e.source == node.index or e.source == original]
+        if not edges:
+            return []
+        if not node.has_conditions:
+            action = result.action
+            if action is not None:
+                matched = [e for e in edges if e.action == action]
+                if matched:
+                    return matched
+            return [e for e in edges if e.action is None]
+        scope: _ConditionScope | None = None
+
+        def passes(edge: CompiledEdge) -> bool:
+            nonlocal scope
+            if edge.condition is None:
+                return True
+            if scope is None:
+                scope = _ConditionScope(self.data, {"output": result.output, "action": result.action})
+            return self._evaluate_condition(node, edge, scope)
+
+        matched = []
+        if node.is_loop_controller:
+            matched = [e for e in edges if e.condition is not None and passes(e)]
+            if matched:
+                return matched
+        if result.action is not None:
+            matched = [e for e in edges if e.action == result.action and passes(e)]
+        if not matched:
+            matched = [e for e in edges if e.action is None and passes(e)]
+        return matched
+
+    def _evaluate_condition(self, node: CompiledNode, edge: CompiledEdge, scope: Mapping[str, Any]) -> bool:
+        cond = edge.condition
+        assert cond is not None
+        value = self._evaluate(node, cond, scope)
+        passed = value is not _MISSING and is_truthy(value)
+        if self.bus is not None:
+            d = edge.definition
+            self._emit_soon(
+                "edge:evaluate",
+                {
+                    "source": d.source if d else node.id,
+                    "target": d.target if d else "",
+                    "condition": cond.source,
+                    "result": passed,
+                },
+            )
+            if not passed:
+                self._emit_soon(
+                    "node:skipped",
+                    {
+                        "nodeId": node.id,
+                        "edge": d.to_dict() if d else None,
+                        "executionId": self.run_id,
+                        "blueprintId": self.blueprint_id,
+                    },
+                )
+        return passed
+
+    def _evaluate(self, node: CompiledNode, expr: CompiledExpression, scope: Mapping[str, Any]) -> Any:
+        """Evaluate an edge expression; a parse or evaluation error is recorded on the run (the
+        run then ends ``failed``) and the expression counts as not satisfied."""
+        try:
+            if expr.error is not None:
+                raise expr.error
+            assert expr.expression is not None
+            return expr.expression.evaluate(scope)
+        except ExpressionError as err:
+            error = NodeError(
+                f"{expr.path}: {err}", node_id=node.id, blueprint_id=self.blueprint_id, run_id=self.run_id, cause=err
+            )
+            self.errors.append(WorkflowError(message=str(error), node_id=node.id, error=error))
+            logger.warning("run %s: %s", self.run_id, error)
+            return _MISSING
+
+    def _apply_transforms(self, node: CompiledNode, taken: list[CompiledEdge], result: NodeResult) -> None:
+        data = self.data
+        nodes = self.scheduler.nodes
+        for edge in taken:
+            target = nodes[edge.target]
+            td = target.definition
+            value = result.output
+            if edge.transform is not None:
+                inputs = td.inputs
+                source_id = edge.definition.source if edge.definition else node.id
+                if isinstance(inputs, str) and inputs != source_id:
+                    key = inputs if inputs.startswith("_") else "_outputs." + inputs
+                    if key in data:
+                        value = data[key]
+                value = self._evaluate(node, edge.transform, {"input": value, "context": data})
+                if value is _MISSING:
+                    value = None
+                self.transformed.add(edge.target)
+            data["_inputs." + td.id] = value
+            if self.bus is not None:
+                self._emit_soon(
+                    "context:change",
+                    {"sourceNode": node.id, "key": "_inputs." + td.id, "op": "set", "value": value, "executionId": self.run_id},
+                )
+
+    # ------------------------------------------------------------------------ dynamic nodes
+    def _add_dynamic(self, node: CompiledNode, result: NodeResult) -> None:
+        from .builtins import compile_dynamic_nodes
+
+        compile_dynamic_nodes(self.scheduler, node.index, result)
+
+    def _arrive_dynamic(self, pred: int) -> list[int]:
+        scheduler = self.scheduler
+        fresh = [n for n in scheduler.nodes[len(self.compiled.nodes) :] if pred in n.preds and scheduler.status[n.index] == PENDING]
+        return scheduler.arrive_dynamic(fresh, pred)
+
+    # ------------------------------------------------------------------------ state restore
+    def _restore_awaiting(self) -> None:
+        """A context given to ``run`` may already carry awaiting markers; they are cleared."""
+        for key in (AWAITING_IDS, AWAITING_DETAILS, TRAVERSAL):
+            self.data.pop(key, None)
+
+    def _restore_scheduler(self) -> None:
+        data = self.data
+        details = data.pop(AWAITING_DETAILS, None) or {}
+        ids = data.pop(AWAITING_IDS, None) or []
+        snapshot = data.pop(TRAVERSAL, None)
+        scheduler = self.scheduler
+        for node_id in ids:
+            self.awaiting[node_id] = dict(details.get(node_id) or {"reason": "external_event"})
+        if isinstance(snapshot, Mapping):
+            from .builtins import restore_dynamic_nodes
+
+            restore_dynamic_nodes(scheduler, snapshot)
+            index = scheduler.index
+            names = {name: code for code, name in enumerate(NodeStatus.NAMES)}
+            for node_id, name in (snapshot.get("status") or {}).items():
+                if node_id in index:
+                    scheduler.status[index[node_id]] = names.get(name, PENDING)
+            for field, target in (("arrived", scheduler.arrived), ("resolved", scheduler.resolved)):
+                for node_id, preds in (snapshot.get(field) or {}).items():
+                    if node_id in index:
+                        target[index[node_id]] = {index[p] for p in preds if p in index}
+            for node_id, wave in (snapshot.get("waves") or {}).items():
+                if node_id in index:
+                    scheduler.wave[index[node_id]] = int(wave)
+            for fb, original in (snapshot.get("fallbackFor") or {}).items():
+                if fb in index and original in index:
+                    scheduler.fallback_for[index[fb]] = index[original]
+        else:
+            # A context from elsewhere (e.g. Flowcraft): completed = nodes with outputs.
+            for node in scheduler.nodes:
+                if "_outputs." + node.id in data:
+                    scheduler.status[node.index] = COMPLETED
+            for node in scheduler.nodes:
+                if scheduler.status[node.index] != PENDING:
+                    continue
+                done = {p for p in node.preds if scheduler.status[p] == COMPLETED}
+                if done:
+                    scheduler.arrived[node.index] = set(done)
+                    scheduler.resolved[node.index] = set(done)
+        for node_id in ids:
+            if node_id in scheduler.index:
+                scheduler.status[scheduler.index[node_id]] = AWAITING
+        for i, status in enumerate(scheduler.status):
+            if status in (READY, RUNNING):
+                scheduler.status[i] = PENDING
+
+    # ------------------------------------------------------------------------------ events
+    async def _emit(self, type: str, payload: dict[str, Any]) -> None:
+        bus = self.bus
+        if bus is None:
+            return
+        try:
+            outcome = bus.emit(FlowEvent(type, payload))
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            logger.warning("event bus failed on %s", type, exc_info=True)
+
+    def _emit_soon(self, type: str, payload: dict[str, Any]) -> None:
+        """Emit from synchronous code: sync buses are called now, async ones scheduled."""
+        bus = self.bus
+        if bus is None:
+            return
+        try:
+            outcome = bus.emit(FlowEvent(type, payload))
+            if inspect.isawaitable(outcome):
+                asyncio.ensure_future(outcome)
+        except Exception:
+            logger.warning("event bus failed on %s", type, exc_info=True)
+
+
+def _lookup(data: Mapping[str, Any], key: str) -> Any:
+    """Flowcraft's input resolution for one key: ``_``-prefixed keys are read as they are;
+    otherwise ``_outputs.<key>`` if present, else the context key; ``node.a.b`` walks into
+    ``_outputs.node``."""
+    if key.startswith("_"):
+        return data.get(key)
+    out = data.get("_outputs." + key, _MISSING)
+    if out is not _MISSING:
+        return out
+    value = data.get(key, _MISSING)
+    if value is not _MISSING:
+        return value
+    if "." in key:
+        head, _, rest = key.partition(".")
+        current = data.get("_outputs." + head)
+        for part in rest.split("."):
+            if isinstance(current, Mapping):
+                current = current.get(part)
+            elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+                current = current[int(part)]
+            else:
+                return None
+        return current
+    return None
+
+
+def _is_async_callable(node: CompiledNode, registry: Mapping[str, Any]) -> bool:
+    impl = registry.get(node.definition.uses)
+    if is_node_class(impl):
+        return inspect.iscoroutinefunction(getattr(impl, "exec", None))
+    return inspect.iscoroutinefunction(impl) or inspect.iscoroutinefunction(getattr(impl, "__call__", None))
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
