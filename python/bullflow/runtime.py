@@ -822,8 +822,15 @@ class _Run:
     def _apply_transforms(self, node: CompiledNode, taken: list[CompiledEdge], result: NodeResult) -> None:
         data = self.data
         nodes = self.scheduler.nodes
+        status = self.scheduler.status
         for edge in taken:
             target = nodes[edge.target]
+            if (
+                status[edge.target] != PENDING
+                and not target.is_loop_controller
+                and edge.target != node.loop_start  # a loop's next iteration
+            ):
+                continue  # a late arrival (an 'any' join that already fired) changes nothing
             td = target.definition
             value = result.output
             if edge.transform is not None:
