@@ -48,42 +48,26 @@ class NodeContext:
         "attempt",
         "signal",
         "runtime",
-        "_extra_dependencies",
         "_logger",
         "awaiting",
         "definition",
         "_run",
     )
 
-    def __init__(
-        self,
-        *,
-        context: NodeContextView,
-        input: Any,
-        params: Mapping[str, Any],
-        run_id: str,
-        node_id: str,
-        blueprint_id: str,
-        signal: CancellationSignal,
-        runtime: FlowRuntime,
-        dependencies: Mapping[str, Any],
-        attempt: int = 1,
-        definition: NodeDefinition | None = None,
-    ) -> None:
+    def __init__(self, context: NodeContextView, input: Any, definition: NodeDefinition, run: Any) -> None:
         self.context = context
         self.input = input
-        self.params = params
-        self.run_id = run_id
-        self.node_id = node_id
-        self.blueprint_id = blueprint_id
-        self.attempt = attempt
-        self.signal = signal
-        self.runtime = runtime
-        self._extra_dependencies = dependencies
-        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
-        self.awaiting: dict[str, Any] | None = None
         self.definition = definition
-        self._run: Any = None
+        self.params = definition.params
+        self.node_id = definition.id
+        self.run_id: str = run.run_id
+        self.blueprint_id: str = run.blueprint_id
+        self.signal: CancellationSignal = run.signal
+        self.runtime: FlowRuntime = run.runtime
+        self.attempt = 1
+        self.awaiting: dict[str, Any] | None = None
+        self._run = run
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -97,7 +81,7 @@ class NodeContext:
     @property
     def dependencies(self) -> dict[str, Any]:
         """The runtime's ``dependencies`` plus ``logger`` and ``runtime``."""
-        return {**self._extra_dependencies, "logger": self.logger, "runtime": self.runtime}
+        return {**self.runtime.dependencies, "logger": self.logger, "runtime": self.runtime}
 
     async def get(self, key: str, default: Any = None) -> Any:
         return await self.context.get(key, default)

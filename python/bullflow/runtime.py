@@ -353,6 +353,7 @@ class _Run:
         self.awaiting: dict[str, dict[str, Any]] = {}
         self.emit_workflow_events = emit_workflow_events
         self._completions: deque[asyncio.Task[_Outcome]] = deque()
+        self._events: deque[FlowEvent] = deque()
         self._wakeup: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------------------- lifecycle
@@ -411,15 +412,20 @@ class _Run:
         ready: deque[int] = deque(initial)
         running: dict[asyncio.Task[_Outcome], int] = {}
         signal = self.signal
+        status = self.scheduler.status
         completions = self._completions
+        limit = self.limit
+        events = self._events
         try:
             while True:
-                while ready and len(running) < self.limit and not signal.cancelled:
+                while ready and len(running) < limit and not signal._cancelled:
                     i = ready.popleft()
-                    self.scheduler.mark_running(i)
+                    status[i] = RUNNING
                     if not ready and not running:
                         # The only work there is: run it inline, no task needed.
-                        await self._handle(i, await self._execute(i), ready)
+                        self._handle(i, await self._execute(i), ready)
+                        if events:
+                            await self._flush_events()
                         continue
                     task = loop.create_task(self._execute(i))
                     running[task] = i
@@ -432,14 +438,16 @@ class _Run:
                     self._wakeup = None
                 while completions:
                     task = completions.popleft()
-                    await self._handle(running.pop(task), task.result(), ready)
+                    self._handle(running.pop(task), task.result(), ready)
+                if events:
+                    await self._flush_events()
         except BaseException:
             for task in running:
                 task.cancel()
             raise
         if signal.cancelled:
             for i in ready:
-                self.scheduler.status[i] = PENDING
+                status[i] = PENDING
         return await self._finish()
 
     def _on_done(self, task: asyncio.Task[_Outcome]) -> None:
@@ -449,6 +457,8 @@ class _Run:
             wakeup.set_result(None)
 
     async def _finish(self) -> WorkflowResult:
+        if self._events:
+            await self._flush_events()
         data = self.data
         scheduler = self.scheduler
         if self.signal.cancelled:
@@ -502,19 +512,7 @@ class _Run:
         d = node.definition
         impl = self.registry.get(d.uses)
         view = NodeContextView(self.data)
-        ctx = NodeContext(
-            context=view,
-            input=self._resolve_input(node),
-            params=d.params,
-            run_id=self.run_id,
-            node_id=d.id,
-            blueprint_id=self.blueprint_id,
-            signal=self.signal,
-            runtime=self.runtime,
-            dependencies=self.runtime.dependencies,
-            definition=d,
-        )
-        ctx._run = self
+        ctx = NodeContext(view, self._resolve_input(node), d, self)
         if self.bus is not None:
             await self._emit(
                 "node:start",
@@ -525,11 +523,19 @@ class _Run:
                 raise MissingImplementationError(
                     f"Implementation for '{d.uses}' not found.", node_id=d.id, blueprint_id=self.blueprint_id
                 )
-            core = self._class_core if is_node_class(impl) else self._function_core
-            if self.middleware:
-                result = await build_chain(self.middleware, ctx, d.id, lambda: core(ctx, node, impl))
+            if node.max_attempts == 1 and node.timeout is None and not self.middleware and not is_node_class(impl):
+                # The common case: one plain attempt.
+                if self.signal._cancelled:
+                    raise WorkflowCancelledError(reason=self.signal.reason)
+                result = impl(ctx)
+                if hasattr(result, "__await__"):
+                    result = await result
             else:
-                result = await core(ctx, node, impl)
+                core = self._class_core if is_node_class(impl) else self._function_core
+                if self.middleware:
+                    result = await build_chain(self.middleware, ctx, d.id, lambda: core(ctx, node, impl))
+                else:
+                    result = await core(ctx, node, impl)
         except WorkflowCancelledError:
             return _Outcome("cancelled", view=view)
         except Exception as exc:
@@ -544,9 +550,9 @@ class _Run:
                 logger.warning("node %r failed; running fallback node: %s", d.id, error.cause or error)
                 return _Outcome("fallback", error=error, view=view)
             return _Outcome("failed", error=error, view=view)
-        if not isinstance(result, NodeResult):
+        if result.__class__ is not NodeResult:
             result = NodeResult(output=result)
-        return _Outcome("success", result=result, view=view, awaiting=ctx.awaiting)
+        return _Outcome("success", result, None, view, ctx.awaiting)
 
     def _node_error(self, d: NodeDefinition, exc: BaseException) -> NodeError:
         if isinstance(exc, NodeError):
@@ -652,7 +658,7 @@ class _Run:
             ) from None
 
     # ------------------------------------------------------------------------ result handling
-    async def _handle(self, i: int, outcome: _Outcome, ready: deque[int]) -> None:
+    def _handle(self, i: int, outcome: _Outcome, ready: deque[int]) -> None:
         scheduler = self.scheduler
         node = scheduler.nodes[i]
         node_id = node.id
@@ -661,30 +667,25 @@ class _Run:
         if kind == "success":
             result = outcome.result
             assert result is not None and outcome.view is not None
-            writes = outcome.view.pending_writes()
+            writes = outcome.view._writes
             if writes:
-                await self._commit(node_id, writes)
+                self._commit(node_id, writes)
             output = result.output
             data["_outputs." + node_id] = output
             data[node_id] = output
             if self.bus is not None:
-                await self._emit(
+                self._emit_soon(
                     "node:finish",
-                    {
-                        "nodeId": node_id,
-                        "result": result,
-                        "executionId": self.run_id,
-                        "blueprintId": self.blueprint_id,
-                    },
+                    {"nodeId": node_id, "result": result, "executionId": self.run_id, "blueprintId": self.blueprint_id},
                 )
-                await self._emit_change(node_id, "_outputs." + node_id, output)
+                self._emit_change(node_id, "_outputs." + node_id, output)
             if result.dynamic_nodes:
                 self._add_dynamic(node, result)
             if outcome.awaiting is not None:
                 scheduler.await_(i)
                 self.awaiting[node_id] = outcome.awaiting
                 return
-            if self.signal.cancelled:
+            if self.signal._cancelled:
                 scheduler.status[i] = COMPLETED
                 return
             taken = self._select_edges(node, result)
@@ -709,30 +710,31 @@ class _Run:
             self.errors.append(WorkflowError(message=str(error), node_id=node_id, error=error))
             logger.info("node %r of run %s failed: %s", node_id, self.run_id, error.cause or error)
             if self.bus is not None:
-                await self._emit(
+                self._emit_soon(
                     "node:error",
                     {"nodeId": node_id, "error": error, "executionId": self.run_id, "blueprintId": self.blueprint_id},
                 )
         else:  # cancelled before or between attempts
             scheduler.status[i] = PENDING
 
-    async def _commit(self, node_id: str, writes: Mapping[str, Any]) -> None:
+    def _commit(self, node_id: str, writes: Mapping[str, Any]) -> None:
         data = self.data
+        bus = self.bus
         for key, value in writes.items():
             if value is DELETED:
                 existed = data.pop(key, _MISSING) is not _MISSING
-                if self.bus is not None and existed:
-                    await self._emit(
+                if bus is not None and existed:
+                    self._emit_soon(
                         "context:change",
                         {"sourceNode": node_id, "key": key, "op": "delete", "executionId": self.run_id},
                     )
             else:
                 data[key] = value
-                if self.bus is not None:
-                    await self._emit_change(node_id, key, value)
+                if bus is not None:
+                    self._emit_change(node_id, key, value)
 
-    async def _emit_change(self, node_id: str, key: str, value: Any) -> None:
-        await self._emit(
+    def _emit_change(self, node_id: str, key: str, value: Any) -> None:
+        self._emit_soon(
             "context:change",
             {"sourceNode": node_id, "key": key, "op": "set", "value": value, "executionId": self.run_id},
         )
@@ -927,16 +929,23 @@ class _Run:
             logger.warning("event bus failed on %s", type, exc_info=True)
 
     def _emit_soon(self, type: str, payload: dict[str, Any]) -> None:
-        """Emit from synchronous code: sync buses are called now, async ones scheduled."""
+        """Queue an event from synchronous code; the driver emits queued events in order."""
+        if self.bus is not None:
+            self._events.append(FlowEvent(type, payload))
+
+    async def _flush_events(self) -> None:
         bus = self.bus
-        if bus is None:
-            return
-        try:
-            outcome = bus.emit(FlowEvent(type, payload))
-            if inspect.isawaitable(outcome):
-                asyncio.ensure_future(outcome)
-        except Exception:
-            logger.warning("event bus failed on %s", type, exc_info=True)
+        events = self._events
+        while events:
+            event = events.popleft()
+            if bus is None:
+                continue
+            try:
+                outcome = bus.emit(event)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                logger.warning("event bus failed on %s", event.type, exc_info=True)
 
 
 def _lookup(data: Mapping[str, Any], key: str) -> Any:

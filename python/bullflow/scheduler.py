@@ -92,10 +92,33 @@ class RunScheduler:
         """Node ``i`` completed and took ``taken`` (a subset of its ``out_edges``).
         Returns (nodes that became ready, nodes that became skipped)."""
         node = self.nodes[i]
-        self.status[i] = COMPLETED
+        status = self.status
+        status[i] = COMPLETED
         ready: list[int] = []
         skipped: list[int] = []
         w = self.wave[i] + 1
+        if not node.is_loop_controller and node.fallback is None and not node.inherited_pairs:
+            # Fast path: plain arrivals, resolved inline; skips go through _propagate.
+            nodes = self.nodes
+            taken_targets = {e.target for e in taken}
+            rest: list[tuple[int, int, bool]] = []
+            for _, t in node.out_pairs:
+                if t not in taken_targets:
+                    rest.append((t, i, False))
+                    continue
+                if status[t] != PENDING:
+                    rest.append((t, i, True))
+                    continue
+                target = nodes[t]
+                if target.join_any and i not in target.back_preds:
+                    self._make_ready(t, w, ready)
+                elif len(target.preds) == 1 and i in target.preds and t not in self.extra_preds:
+                    self._make_ready(t, w, ready)
+                else:
+                    rest.append((t, i, True))
+            if rest:
+                self._propagate(rest, w, ready, skipped)
+            return ready, skipped
         taken_pairs = {(e.source, e.target) for e in taken}
         continuing = False
         if node.is_loop_controller and node.loop_start is not None:
@@ -174,8 +197,9 @@ class RunScheduler:
             raise InfiniteLoopError("Traversal exceeded maximum iterations, possible infinite loop")
         self.status[t] = READY
         self.wave[t] = w
-        self.arrived.pop(t, None)
-        self.resolved.pop(t, None)
+        if self.arrived:
+            self.arrived.pop(t, None)
+            self.resolved.pop(t, None)
         ready.append(t)
 
     def _reset(self, body: Iterable[int]) -> None:
