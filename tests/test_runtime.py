@@ -647,7 +647,7 @@ async def test_outputs_are_kept_as_they_are(value: Any) -> None:
     assert result.context["_outputs.A"] is value
 
 
-@pytest.mark.parametrize("value", [None, "", 2**53 - 1, -(2**53 - 1), float("inf"), [], [None, None]])
+@pytest.mark.parametrize("value", [None, "", 2**53 - 1, -(2**53 - 1), float("nan"), float("inf"), [], [None, None]])
 async def test_initial_context_values_are_read_back_identically(value: Any) -> None:
     seen: list[Any] = []
 
