@@ -31,7 +31,9 @@ def main(path: str) -> int:
         print("no benchmarks in", path)
         return 1
     machine = data.get("machine_info", {})
-    print(f"\nbullflow benchmarks ({machine.get('cpu', {}).get('brand_raw', 'cpu?')}, python {machine.get('python_version')})")
+    print(
+        f"\nbullflow benchmarks ({machine.get('cpu', {}).get('brand_raw', 'cpu?')}, python {machine.get('python_version')})"
+    )
     print(f"{'case':<40} {'impl':<7} {'median ms':>10} {'nodes/s':>12}  reference")
     for group, impl, median_ms, rate, reference in sorted(table):
         rate_text = f"{rate:,.0f}" if rate else "-"

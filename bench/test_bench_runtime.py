@@ -57,7 +57,9 @@ def _info(benchmark: Any, case: str, nodes: int) -> None:
     benchmark.extra_info.update({"impl": CORE_IMPL, "nodes": nodes, "flowcraft_ms": FLOWCRAFT_MS.get(case)})
 
 
-@pytest.mark.parametrize(("case", "flow", "nodes"), [("chain-200", chain(200), 200), ("fanout-100", fanout(100), 102)])
+@pytest.mark.parametrize(
+    ("case", "flow", "nodes"), [("chain-200", chain(200), 200), ("fanout-100", fanout(100), 102)]
+)
 def test_single_run(benchmark: Any, run_async: Any, case: str, flow: Flow, nodes: int) -> None:
     runtime = FlowRuntime(registry=flow.registry)
     blueprint = flow.to_blueprint()

@@ -23,7 +23,9 @@ class UseCase:
 
 
 USE_CASES = {
-    "blog-post": UseCase("blog-post", "100", {"topic": "Why event-driven schedulers beat waves"}, "final_output"),
+    "blog-post": UseCase(
+        "blog-post", "100", {"topic": "Why event-driven schedulers beat waves"}, "final_output"
+    ),
     "job-application": UseCase(
         "job-application",
         "200",

@@ -37,7 +37,11 @@ def fake_llm(prompt: str) -> str:
         return "moderate" if any(w in words for w in ("hate", "idiot", "stupid")) else "none"
     if "commercial spam" in lower:
         words = text.lower()
-        return "true" if any(w in words for w in ("buy now", "http://", "https://", "free money", "click here")) else "false"
+        return (
+            "true"
+            if any(w in words for w in ("buy now", "http://", "https://", "free money", "click here"))
+            else "false"
+        )
     if "action codes" in lower:
         hate = _field(prompt, "Hate Speech Level")
         if hate == "severe":
@@ -59,7 +63,11 @@ def fake_llm(prompt: str) -> str:
         ok = all(s in skills for s in ("typescript", "node.js", "sql")) and tone == "professional"
         return "true" if ok else "false"
     if "sentiment" in lower and ("'true'" in lower or "true" in lower.split()[-3:]):
-        return "false" if any(w in text.lower() for w in ("broken", "terrible", "refund", "angry", "bad")) else "true"
+        return (
+            "false"
+            if any(w in text.lower() for w in ("broken", "terrible", "refund", "angry", "bad"))
+            else "true"
+        )
     first_line = prompt.strip().splitlines()[0] if prompt.strip() else ""
     return f"[stub-llm] {first_line[:120]}"
 
@@ -92,7 +100,9 @@ async def _render(ctx: NodeContext) -> str:
             if value is None:
                 ctx.logger.warning("template variable {{%s}} could not be resolved from %s", name, candidates)
             values[str(name)] = value
-    return _PLACEHOLDER.sub(lambda m: "" if values.get(m.group(1)) is None else str(values[m.group(1)]), template)
+    return _PLACEHOLDER.sub(
+        lambda m: "" if values.get(m.group(1)) is None else str(values[m.group(1)]), template
+    )
 
 
 async def llm_process(ctx: NodeContext) -> str:

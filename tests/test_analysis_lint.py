@@ -31,7 +31,14 @@ def test_analysis_of_a_dag() -> None:
 
 def test_analysis_of_an_empty_blueprint() -> None:
     a = analyze_blueprint({"id": "e"})
-    assert (a.start_node_ids, a.terminal_node_ids, a.cycles, a.node_count, a.edge_count, a.is_dag) == ([], [], [], 0, 0, True)
+    assert (a.start_node_ids, a.terminal_node_ids, a.cycles, a.node_count, a.edge_count, a.is_dag) == (
+        [],
+        [],
+        [],
+        0,
+        0,
+        True,
+    )
 
 
 def codes(result: Any) -> list[str]:
@@ -52,7 +59,11 @@ def test_lint_missing_implementations_and_exempt_builtins() -> None:
             {"id": "W", "uses": "wait"},
             {"id": "S", "uses": "batch-something", "params": {"workerUsesKey": "x"}},
         ],
-        "edges": [{"source": "A", "target": "B"}, {"source": "B", "target": "W"}, {"source": "W", "target": "S"}],
+        "edges": [
+            {"source": "A", "target": "B"},
+            {"source": "B", "target": "W"},
+            {"source": "W", "target": "S"},
+        ],
     }
     result = lint_blueprint(bp, ["x"])
     assert codes(result) == ["MISSING_NODE_IMPLEMENTATION", "MISSING_NODE_IMPLEMENTATION"]
@@ -104,7 +115,18 @@ def test_lint_extra_checks() -> None:
     bp = {
         "id": "extra",
         "nodes": [
-            {"id": "A", "uses": "x", "config": {"fallback": "nowhere", "joinStrategy": "some", "maxRetries": 0, "timeout": -5, "retryDelay": -1, "backoff": "linear"}},
+            {
+                "id": "A",
+                "uses": "x",
+                "config": {
+                    "fallback": "nowhere",
+                    "joinStrategy": "some",
+                    "maxRetries": 0,
+                    "timeout": -5,
+                    "retryDelay": -1,
+                    "backoff": "linear",
+                },
+            },
             {"id": "A", "uses": "x"},
             {"id": "L", "uses": "loop-controller", "params": {"condition": "count <"}},
         ],

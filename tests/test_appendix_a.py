@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from bullflow import CancellationSignal, FlowRuntime, InfiniteLoopError, NodeContext, NodeResult, StrictModeError
+from bullflow import (
+    CancellationSignal,
+    FlowRuntime,
+    InfiniteLoopError,
+    NodeContext,
+    NodeResult,
+    StrictModeError,
+)
 
 
 def ret(value: Any) -> Any:
@@ -19,7 +26,11 @@ def act(action: str, value: Any) -> Any:
 
 
 async def test_a1_linear_default_input() -> None:
-    bp = {"id": "linear", "nodes": [{"id": "A", "uses": "a"}, {"id": "B", "uses": "b"}], "edges": [{"source": "A", "target": "B"}]}
+    bp = {
+        "id": "linear",
+        "nodes": [{"id": "A", "uses": "a"}, {"id": "B", "uses": "b"}],
+        "edges": [{"source": "A", "target": "B"}],
+    }
     rt = FlowRuntime(registry={"a": ret("resultA"), "b": lambda ctx: ctx.input + "_B"})
     result = await rt.run(bp)
     assert result.status == "completed"
@@ -33,7 +44,9 @@ async def test_a2_fan_in_default_input_is_last_completed_predecessor() -> None:
         "nodes": [{"id": x, "uses": x.lower()} for x in "ABCD"],
         "edges": [{"source": x, "target": "D"} for x in "ABC"],
     }
-    rt = FlowRuntime(registry={"a": ret("A"), "b": ret("B"), "c": ret("C"), "d": lambda ctx: f"input was {ctx.input}"})
+    rt = FlowRuntime(
+        registry={"a": ret("A"), "b": ret("B"), "c": ret("C"), "d": lambda ctx: f"input was {ctx.input}"}
+    )
     assert (await rt.run(bp)).context["_outputs.D"] == "input was C"
 
 
@@ -59,7 +72,11 @@ CONDITIONAL_ROUTING = {
     ],
     "edges": [
         {"source": "route", "target": "autoApprove", "condition": "route.total < 500"},
-        {"source": "route", "target": "waitManager", "condition": "route.total >= 500 && route.total <= 2000"},
+        {
+            "source": "route",
+            "target": "waitManager",
+            "condition": "route.total >= 500 && route.total <= 2000",
+        },
         {"source": "route", "target": "reject", "condition": "route.total > 2000"},
     ],
 }
@@ -111,13 +128,23 @@ SIMPLE_LOOP = {
     "nodes": [
         {"id": "initialize", "uses": "init"},
         {"id": "increment", "uses": "inc"},
-        {"id": "counter", "uses": "loop-controller", "params": {"condition": "count < 5"}, "config": {"joinStrategy": "any"}},
+        {
+            "id": "counter",
+            "uses": "loop-controller",
+            "params": {"condition": "count < 5"},
+            "config": {"joinStrategy": "any"},
+        },
         {"id": "finalize", "uses": "fin"},
     ],
     "edges": [
         {"source": "counter", "target": "finalize", "action": "break", "transform": 'context["increment"]'},
         {"source": "increment", "target": "counter"},
-        {"source": "counter", "target": "increment", "action": "continue", "transform": 'context["increment"]'},
+        {
+            "source": "counter",
+            "target": "increment",
+            "action": "continue",
+            "transform": 'context["increment"]',
+        },
         {"source": "initialize", "target": "counter"},
     ],
 }
@@ -165,13 +192,24 @@ async def test_a7_early_loop_exit_through_a_conditional_edge() -> None:
         "nodes": [
             {"id": "init", "uses": "init"},
             {"id": "body", "uses": "body"},
-            {"id": "myLoop", "uses": "loop-controller", "params": {"condition": "counter < 10"}, "config": {"joinStrategy": "any"}},
+            {
+                "id": "myLoop",
+                "uses": "loop-controller",
+                "params": {"condition": "counter < 10"},
+                "config": {"joinStrategy": "any"},
+            },
             {"id": "specialExit", "uses": "special"},
             {"id": "end", "uses": "end"},
         ],
         "edges": [
             {"source": "myLoop", "target": "end", "action": "break", "transform": 'context["body"]'},
-            {"source": "myLoop", "target": "specialExit", "action": "break", "condition": "counter === 5", "transform": 'context["body"]'},
+            {
+                "source": "myLoop",
+                "target": "specialExit",
+                "action": "break",
+                "condition": "counter === 5",
+                "transform": 'context["body"]',
+            },
             {"source": "init", "target": "myLoop"},
             {"source": "body", "target": "myLoop"},
             {"source": "myLoop", "target": "body", "action": "continue", "transform": 'context["body"]'},
@@ -190,7 +228,12 @@ async def test_a8_infinite_loop_guard() -> None:
         "nodes": [
             {"id": "start", "uses": "noop"},
             {"id": "work", "uses": "noop"},
-            {"id": "loop", "uses": "loop-controller", "params": {"condition": "true"}, "config": {"joinStrategy": "any"}},
+            {
+                "id": "loop",
+                "uses": "loop-controller",
+                "params": {"condition": "true"},
+                "config": {"joinStrategy": "any"},
+            },
         ],
         "edges": [
             {"source": "start", "target": "loop"},
@@ -198,7 +241,9 @@ async def test_a8_infinite_loop_guard() -> None:
             {"source": "loop", "target": "work", "action": "continue"},
         ],
     }
-    with pytest.raises(InfiniteLoopError, match="Traversal exceeded maximum iterations, possible infinite loop"):
+    with pytest.raises(
+        InfiniteLoopError, match="Traversal exceeded maximum iterations, possible infinite loop"
+    ):
         await FlowRuntime(registry={"noop": ret(None)}).run(bp)
 
 
@@ -239,7 +284,10 @@ async def test_a9_retry_and_config_fallback_with_edge_inheritance() -> None:
             {"id": "fallbackNode", "uses": "fb"},
             {"id": "endNode", "uses": "e"},
         ],
-        "edges": [{"source": "start", "target": "failingNode"}, {"source": "failingNode", "target": "endNode"}],
+        "edges": [
+            {"source": "start", "target": "failingNode"},
+            {"source": "failingNode", "target": "endNode"},
+        ],
     }
     rt = FlowRuntime(registry={"s": ret("s"), "f": f, "fb": fb, "e": lambda ctx: "end-with-" + ctx.input})
     result = await rt.run(bp)
@@ -305,15 +353,30 @@ async def test_a11_subflow_with_input_and_output_mapping() -> None:
             {
                 "id": "test-subflow",
                 "uses": "subflow",
-                "params": {"blueprintId": "subflow-test", "inputs": {"input": "input"}, "outputs": {"subflow_output": "process"}},
+                "params": {
+                    "blueprintId": "subflow-test",
+                    "inputs": {"input": "input"},
+                    "outputs": {"subflow_output": "process"},
+                },
             },
             {"id": "output", "uses": "out"},
         ],
-        "edges": [{"source": "input", "target": "test-subflow"}, {"source": "test-subflow", "target": "output"}],
+        "edges": [
+            {"source": "input", "target": "test-subflow"},
+            {"source": "test-subflow", "target": "output"},
+        ],
     }
-    child = {"id": "subflow-test", "nodes": [{"id": "process", "uses": "proc", "inputs": "input"}], "edges": []}
+    child = {
+        "id": "subflow-test",
+        "nodes": [{"id": "process", "uses": "proc", "inputs": "input"}],
+        "edges": [],
+    }
     rt = FlowRuntime(
-        registry={"in": ret({"value": "test"}), "proc": lambda ctx: "processed_" + ctx.input["value"], "out": ret("done")},
+        registry={
+            "in": ret({"value": "test"}),
+            "proc": lambda ctx: "processed_" + ctx.input["value"],
+            "out": ret("done"),
+        },
         blueprints=[child],
     )
     result = await rt.run(parent)
@@ -367,7 +430,11 @@ async def test_a13_cancellation_inside_a_node() -> None:
         signal.cancel()
         return "A"
 
-    bp = {"id": "c", "nodes": [{"id": "A", "uses": "a"}, {"id": "B", "uses": "b"}], "edges": [{"source": "A", "target": "B"}]}
+    bp = {
+        "id": "c",
+        "nodes": [{"id": "A", "uses": "a"}, {"id": "B", "uses": "b"}],
+        "edges": [{"source": "A", "target": "B"}],
+    }
     result = await FlowRuntime(registry={"a": a, "b": ret("B")}).run(bp, signal=signal)
     assert result.status == "cancelled"
     # Defect 7.2-N: Flowcraft returned context {}; bullflow keeps what was committed.

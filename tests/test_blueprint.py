@@ -14,7 +14,12 @@ from bullflow.blueprint import NodeConfig
 VALID = {
     "id": "bp",
     "nodes": [
-        {"id": "A", "uses": "a", "params": {"x": 1}, "config": {"maxRetries": 3, "retryDelay": 10, "joinStrategy": "any"}},
+        {
+            "id": "A",
+            "uses": "a",
+            "params": {"x": 1},
+            "config": {"maxRetries": 3, "retryDelay": 10, "joinStrategy": "any"},
+        },
         {"id": "B", "uses": "b", "inputs": {"data": "A"}},
     ],
     "edges": [{"source": "A", "target": "B", "action": "go", "condition": "true", "transform": "input"}],
@@ -25,7 +30,12 @@ VALID = {
 def test_load_from_dict_json_bytes_and_file(tmp_path: Path) -> None:
     path = tmp_path / "bp.json"
     path.write_bytes(orjson.dumps(VALID))
-    loaded = [load_blueprint(VALID), load_blueprint(orjson.dumps(VALID).decode()), load_blueprint(orjson.dumps(VALID)), load_blueprint(path)]
+    loaded = [
+        load_blueprint(VALID),
+        load_blueprint(orjson.dumps(VALID).decode()),
+        load_blueprint(orjson.dumps(VALID)),
+        load_blueprint(path),
+    ]
     for bp in loaded:
         assert bp == loaded[0]
     bp = loaded[0]
@@ -46,7 +56,15 @@ def test_file_without_id_takes_its_name(tmp_path: Path) -> None:
 def test_nodes_and_edges_may_be_objects_and_unknown_fields_are_dropped() -> None:
     raw = {
         "id": "objs",
-        "nodes": {"n1": {"id": "A", "uses": "a", "_sourceLocation": {"file": "x"}, "position": {"x": 1}, "__proto__": {}}},
+        "nodes": {
+            "n1": {
+                "id": "A",
+                "uses": "a",
+                "_sourceLocation": {"file": "x"},
+                "position": {"x": 1},
+                "__proto__": {},
+            }
+        },
         "edges": {},
         "extra": True,
     }
@@ -70,18 +88,56 @@ def test_missing_nodes_and_edges_are_empty() -> None:
         ({"id": "x", "nodes": [{"uses": "a"}]}, "nodes[0].id: required field is missing"),
         ({"id": "x", "nodes": [{"id": "a"}]}, "nodes[0].uses: required field is missing"),
         ({"id": "x", "nodes": [{"id": "a", "uses": 3}]}, "nodes[0].uses: expected a string, got 3"),
-        ({"id": "x", "nodes": [{"id": "a", "uses": "u", "params": []}]}, "nodes[0].params: expected an object, got an array"),
-        ({"id": "x", "nodes": [{"id": "a", "uses": "u", "inputs": 1}]}, "nodes[0].inputs: expected a string or an object of strings, got 1"),
-        ({"id": "x", "nodes": [{"id": "a", "uses": "u", "inputs": {"k": 1}}]}, "nodes[0].inputs.k: expected a string, got 1"),
-        ({"id": "x", "nodes": [{"id": "a", "uses": "u", "config": "c"}]}, 'nodes[0].config: expected an object, got "c"'),
-        ({"id": "x", "nodes": [{"id": "a", "uses": "u"}, {"id": "b", "uses": "u"}, {"id": "c", "uses": "u"}, {"id": "d", "uses": "u", "config": {"maxRetries": "3"}}]}, 'nodes[3].config.maxRetries: expected an integer, got "3"'),
-        ({"id": "x", "nodes": [{"id": "a", "uses": "u", "config": {"maxRetries": 2.5}}]}, "nodes[0].config.maxRetries: expected an integer, got 2.5"),
-        ({"id": "x", "nodes": [{"id": "a", "uses": "u", "config": {"timeout": True}}]}, "nodes[0].config.timeout: expected a number, got true"),
-        ({"id": "x", "nodes": [{"id": "a", "uses": "u", "config": {"fallback": 1}}]}, "nodes[0].config.fallback: expected a string, got 1"),
+        (
+            {"id": "x", "nodes": [{"id": "a", "uses": "u", "params": []}]},
+            "nodes[0].params: expected an object, got an array",
+        ),
+        (
+            {"id": "x", "nodes": [{"id": "a", "uses": "u", "inputs": 1}]},
+            "nodes[0].inputs: expected a string or an object of strings, got 1",
+        ),
+        (
+            {"id": "x", "nodes": [{"id": "a", "uses": "u", "inputs": {"k": 1}}]},
+            "nodes[0].inputs.k: expected a string, got 1",
+        ),
+        (
+            {"id": "x", "nodes": [{"id": "a", "uses": "u", "config": "c"}]},
+            'nodes[0].config: expected an object, got "c"',
+        ),
+        (
+            {
+                "id": "x",
+                "nodes": [
+                    {"id": "a", "uses": "u"},
+                    {"id": "b", "uses": "u"},
+                    {"id": "c", "uses": "u"},
+                    {"id": "d", "uses": "u", "config": {"maxRetries": "3"}},
+                ],
+            },
+            'nodes[3].config.maxRetries: expected an integer, got "3"',
+        ),
+        (
+            {"id": "x", "nodes": [{"id": "a", "uses": "u", "config": {"maxRetries": 2.5}}]},
+            "nodes[0].config.maxRetries: expected an integer, got 2.5",
+        ),
+        (
+            {"id": "x", "nodes": [{"id": "a", "uses": "u", "config": {"timeout": True}}]},
+            "nodes[0].config.timeout: expected a number, got true",
+        ),
+        (
+            {"id": "x", "nodes": [{"id": "a", "uses": "u", "config": {"fallback": 1}}]},
+            "nodes[0].config.fallback: expected a string, got 1",
+        ),
         ({"id": "x", "edges": [{"source": "a"}]}, "edges[0].target: required field is missing"),
-        ({"id": "x", "edges": [{"source": "a", "target": "b", "condition": 1}]}, "edges[0].condition: expected a string, got 1"),
+        (
+            {"id": "x", "edges": [{"source": "a", "target": "b", "condition": 1}]},
+            "edges[0].condition: expected a string, got 1",
+        ),
         ({"id": "x", "metadata": 1}, "metadata: expected an object, got 1"),
-        ({"id": "x", "metadata": {"cycleEntryPoints": "A"}}, 'metadata.cycleEntryPoints: expected an array of strings, got "A"'),
+        (
+            {"id": "x", "metadata": {"cycleEntryPoints": "A"}},
+            'metadata.cycleEntryPoints: expected an array of strings, got "A"',
+        ),
     ],
 )
 def test_bad_input_names_the_path_and_the_problem(raw: Any, message: str) -> None:
@@ -119,11 +175,26 @@ def test_blueprint_error_is_a_bullflow_error() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"id": "d", "nodes": [{"id": "A", "uses": "x"}, {"id": "A", "uses": "x"}]}, "nodes[1].id: duplicate node id 'A' (first defined at nodes[0])"),
-        ({"id": "e", "nodes": [{"id": "A", "uses": "x"}], "edges": [{"source": "A", "target": "Z"}]}, "edges[0].target: unknown node 'Z'"),
-        ({"id": "e", "nodes": [{"id": "A", "uses": "x"}], "edges": [{"source": "Q", "target": "A"}]}, "edges[0].source: unknown node 'Q'"),
-        ({"id": "f", "nodes": [{"id": "A", "uses": "x", "config": {"fallback": "missing"}}]}, "nodes[0].config.fallback: fallback node 'missing' not found in blueprint"),
-        ({"id": "l", "nodes": [{"id": "L", "uses": "loop-controller", "params": {"condition": "true"}}]}, "nodes[0]: Loop 'L' has no continue edge to start node."),
+        (
+            {"id": "d", "nodes": [{"id": "A", "uses": "x"}, {"id": "A", "uses": "x"}]},
+            "nodes[1].id: duplicate node id 'A' (first defined at nodes[0])",
+        ),
+        (
+            {"id": "e", "nodes": [{"id": "A", "uses": "x"}], "edges": [{"source": "A", "target": "Z"}]},
+            "edges[0].target: unknown node 'Z'",
+        ),
+        (
+            {"id": "e", "nodes": [{"id": "A", "uses": "x"}], "edges": [{"source": "Q", "target": "A"}]},
+            "edges[0].source: unknown node 'Q'",
+        ),
+        (
+            {"id": "f", "nodes": [{"id": "A", "uses": "x", "config": {"fallback": "missing"}}]},
+            "nodes[0].config.fallback: fallback node 'missing' not found in blueprint",
+        ),
+        (
+            {"id": "l", "nodes": [{"id": "L", "uses": "loop-controller", "params": {"condition": "true"}}]},
+            "nodes[0]: Loop 'L' has no continue edge to start node.",
+        ),
     ],
 )
 async def test_structural_errors_are_raised_before_anything_runs(raw: Any, message: str) -> None:

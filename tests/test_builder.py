@@ -40,7 +40,9 @@ def test_node_and_edge_definitions() -> None:
 
 def test_config_accepts_snake_case_and_rejects_unknown_fields() -> None:
     flow = Flow("c").node("A", fn_a, config={"max_retries": 3, "retry_delay": 5, "join_strategy": "any"})
-    assert flow.to_blueprint().nodes[0].config == NodeConfig(max_retries=3, retry_delay=5, join_strategy="any")
+    assert flow.to_blueprint().nodes[0].config == NodeConfig(
+        max_retries=3, retry_delay=5, join_strategy="any"
+    )
     with pytest.raises(Exception, match="unknown config field 'retries'"):
         Flow("c").node("A", fn_a, config={"retries": 3})
 
@@ -61,7 +63,7 @@ def test_the_same_function_twice_shares_one_key() -> None:
 
 
 def test_no_nodes_and_duplicate_ids_are_errors() -> None:
-    with pytest.raises(BuilderError, match="Cannot build a blueprint with no nodes."):
+    with pytest.raises(BuilderError, match=r"Cannot build a blueprint with no nodes."):
         Flow("empty").to_blueprint()
     with pytest.raises(BuilderError, match="already used"):
         Flow("dup").node("A", fn_a).node("A", fn_a)
@@ -72,13 +74,20 @@ def test_batch_creates_scatter_and_gather() -> None:
         async def exec(self, prep_result: Any, ctx: NodeContext) -> Any:
             return prep_result
 
-    flow = Flow("b").node("src", fn_a).batch("batch1", BatchWorker, input_key="src", output_key="out").node("after", fn_a)
+    flow = (
+        Flow("b")
+        .node("src", fn_a)
+        .batch("batch1", BatchWorker, input_key="src", output_key="out")
+        .node("after", fn_a)
+    )
     flow.edge("src", "batch1").edge("batch1", "after")
     bp = flow.to_blueprint()
     scatter, gather = bp.get_node("batch1_scatter"), bp.get_node("batch1_gather")
     assert scatter is not None and gather is not None
     assert scatter.uses == "batch-scatter" and gather.uses == "batch-gather"
-    assert scatter.params["workerUsesKey"].endswith(":test_batch_creates_scatter_and_gather.<locals>.BatchWorker")
+    assert scatter.params["workerUsesKey"].endswith(
+        ":test_batch_creates_scatter_and_gather.<locals>.BatchWorker"
+    )
     assert gather.config.join_strategy == "all"
     edges = [(e.source, e.target) for e in bp.edges]
     assert ("batch1_scatter", "batch1_gather") in edges
@@ -108,10 +117,14 @@ def test_loop_wiring_is_exactly_flowcrafts() -> None:
 
 
 def test_loop_with_missing_nodes() -> None:
-    with pytest.raises(BuilderError, match="Loop 'l' references non-existent start node 'x'."):
-        Flow("l").node("a", fn_a).loop("l", start_node_id="x", end_node_id="a", condition="true").to_blueprint()
-    with pytest.raises(BuilderError, match="Loop 'l' references non-existent end node 'y'."):
-        Flow("l").node("a", fn_a).loop("l", start_node_id="a", end_node_id="y", condition="true").to_blueprint()
+    with pytest.raises(BuilderError, match=r"Loop 'l' references non-existent start node 'x'."):
+        Flow("l").node("a", fn_a).loop(
+            "l", start_node_id="x", end_node_id="a", condition="true"
+        ).to_blueprint()
+    with pytest.raises(BuilderError, match=r"Loop 'l' references non-existent end node 'y'."):
+        Flow("l").node("a", fn_a).loop(
+            "l", start_node_id="a", end_node_id="y", condition="true"
+        ).to_blueprint()
 
 
 def test_cycle_entry_points_and_metadata() -> None:

@@ -86,7 +86,12 @@ async def test_a_failing_batch_worker_fails_the_run_and_the_gather_never_runs() 
 
 
 async def test_batch_input_must_be_an_array() -> None:
-    flow = Flow("not-array").node("prepare", const("nope")).batch("b", const(1), input_key="prepare").edge("prepare", "b")
+    flow = (
+        Flow("not-array")
+        .node("prepare", const("nope"))
+        .batch("b", const(1), input_key="prepare")
+        .edge("prepare", "b")
+    )
     result = await flow.run(FlowRuntime())
     assert result.status == "failed"
     assert result.errors[0].message == "Input for batch-scatter node 'b_scatter' must be an array."
@@ -224,7 +229,9 @@ async def test_loop_wrapped_in_a_subflow() -> None:
         .edge("init", "loop")
         .edge("loop", "result")
     )
-    outer = Flow("outer").subflow("run-loop", inner, outputs={"loop_result": "result"}).node("after", const("ok"))
+    outer = (
+        Flow("outer").subflow("run-loop", inner, outputs={"loop_result": "result"}).node("after", const("ok"))
+    )
     outer.edge("run-loop", "after")
     result = await outer.run(FlowRuntime())
     assert result.status == "completed", result.errors
@@ -232,13 +239,20 @@ async def test_loop_wrapped_in_a_subflow() -> None:
 
 
 # --------------------------------------------------------------------------------- subflows
-def _child(nodes: list[dict[str, Any]], edges: list[dict[str, Any]] | None = None, id: str = "child") -> dict[str, Any]:
+def _child(
+    nodes: list[dict[str, Any]], edges: list[dict[str, Any]] | None = None, id: str = "child"
+) -> dict[str, Any]:
     return {"id": id, "nodes": nodes, "edges": edges or []}
 
 
 async def test_subflow_output_and_downstream_input() -> None:
     rt = FlowRuntime(registry={"sub": const("sub-result")}, blueprints=[_child([{"id": "a", "uses": "sub"}])])
-    flow = Flow("parent").subflow("call-sub", "child").node("end", lambda ctx: f"end-{ctx.input}").edge("call-sub", "end")
+    flow = (
+        Flow("parent")
+        .subflow("call-sub", "child")
+        .node("end", lambda ctx: f"end-{ctx.input}")
+        .edge("call-sub", "end")
+    )
     result = await flow.run(rt)
     assert result.context["_outputs.call-sub"] == "sub-result"
     assert result.context["_outputs.end"] == "end-sub-result"
@@ -266,8 +280,16 @@ async def test_subflow_inputs_outputs_and_two_terminals() -> None:
         [{"id": "term1", "uses": "t1"}, {"id": "term2", "uses": "t2", "inputs": "x"}],
         id="two",
     )
-    rt = FlowRuntime(registry={"t1": const("term1"), "t2": lambda ctx: f"term2:{ctx.input}"}, blueprints=[child])
-    result = await Flow("p").node("src", const(5)).subflow("test-subflow", "two", inputs={"x": "src"}).edge("src", "test-subflow").run(rt)
+    rt = FlowRuntime(
+        registry={"t1": const("term1"), "t2": lambda ctx: f"term2:{ctx.input}"}, blueprints=[child]
+    )
+    result = (
+        await Flow("p")
+        .node("src", const(5))
+        .subflow("test-subflow", "two", inputs={"x": "src"})
+        .edge("src", "test-subflow")
+        .run(rt)
+    )
     assert result.status == "completed"
     assert result.context["_outputs.test-subflow"] == {"term1": "term1", "term2": "term2:5"}
     mapped = await Flow("p2").subflow("s", "two", outputs={"subResult": "term1"}).run(rt)

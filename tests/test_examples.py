@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bullflow import lint_blueprint
 from examples.declarative import USE_CASES, load_example_blueprints, make_runtime
 from examples.llm_nodes import REGISTRY
+
+from bullflow import lint_blueprint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,11 @@ def test_example_blueprints_lint_clean() -> None:
 
 def test_make_demo_prints_the_final_output() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "examples.content_moderation"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "examples.content_moderation"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert ": completed" in out.stdout

@@ -6,9 +6,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from itertools import pairwise
 from typing import Any
 
-from bullflow import FatalNodeError, Flow, FlowRuntime, InMemoryEventLogger, NodeContext, NodeResult, NodeTimeoutError
+from bullflow import (
+    FatalNodeError,
+    Flow,
+    FlowRuntime,
+    InMemoryEventLogger,
+    NodeContext,
+    NodeResult,
+    NodeTimeoutError,
+)
 
 
 def const(value: Any) -> Any:
@@ -54,7 +63,7 @@ async def test_defect_j_retry_delay_fixed_backoff_is_honoured() -> None:
         raise RuntimeError("down")
 
     await Flow("d").node("a", flaky, config={"maxRetries": 3, "retryDelay": 30}).run(FlowRuntime())
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in pairwise(stamps)]
     assert len(gaps) == 2
     assert all(g >= 0.028 for g in gaps), gaps
 
@@ -66,8 +75,12 @@ async def test_defect_j_retry_delay_exponential_backoff() -> None:
         stamps.append(time.monotonic())
         raise RuntimeError("down")
 
-    await Flow("e").node("a", flaky, config={"maxRetries": 3, "retryDelay": 20, "backoff": "exponential"}).run(FlowRuntime())
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    await (
+        Flow("e")
+        .node("a", flaky, config={"maxRetries": 3, "retryDelay": 20, "backoff": "exponential"})
+        .run(FlowRuntime())
+    )
+    gaps = [b - a for a, b in pairwise(stamps)]
     assert gaps[0] >= 0.019 and gaps[1] >= 0.039, gaps
 
 
@@ -99,7 +112,9 @@ async def test_timeout_then_success_on_retry() -> None:
             await asyncio.sleep(5)
         return "fast"
 
-    result = await Flow("t2").node("a", sometimes_slow, config={"timeout": 30, "maxRetries": 2}).run(FlowRuntime())
+    result = (
+        await Flow("t2").node("a", sometimes_slow, config={"timeout": 30, "maxRetries": 2}).run(FlowRuntime())
+    )
     assert result.status == "completed"
     assert result.context["_outputs.a"] == "fast"
 
@@ -175,7 +190,13 @@ async def test_fallback_node_is_skipped_when_the_node_succeeds() -> None:
     def fb(ctx: NodeContext) -> None:
         calls.append("fb")
 
-    flow = Flow("ok").node("a", const("a"), config={"fallback": "fb"}).node("fb", fb).node("after", const("after")).edge("a", "after")
+    flow = (
+        Flow("ok")
+        .node("a", const("a"), config={"fallback": "fb"})
+        .node("fb", fb)
+        .node("after", const("after"))
+        .edge("a", "after")
+    )
     result = await flow.run(FlowRuntime())
     assert calls == []
     assert result.context["_outputs.after"] == "after"

@@ -15,7 +15,12 @@ def const(value: Any) -> Any:
 
 
 async def test_pause_at_a_wait_node_keeps_the_state() -> None:
-    flow = Flow("approval").node("start", lambda ctx: ctx.input, inputs="input").wait("wait-for-approval").edge("start", "wait-for-approval")
+    flow = (
+        Flow("approval")
+        .node("start", lambda ctx: ctx.input, inputs="input")
+        .wait("wait-for-approval")
+        .edge("start", "wait-for-approval")
+    )
     result = await flow.run(FlowRuntime(), {"input": 42})
     assert result.status == "awaiting"
     assert result.context["_awaitingNodeIds"] == ["wait-for-approval"]
@@ -105,7 +110,9 @@ async def test_resume_errors() -> None:
     rt = FlowRuntime()
     bp = flow.to_blueprint()
     done = await rt.run(Flow("plain").node("a", const(1)).to_blueprint(), registry={})
-    with pytest.raises(ResumeError, match="Cannot resume: The provided context is not in an awaiting state."):
+    with pytest.raises(
+        ResumeError, match=r"Cannot resume: The provided context is not in an awaiting state."
+    ):
         await rt.resume(bp, done)
     paused = await rt.run(bp, registry=flow.registry)
     with pytest.raises(ResumeError, match="Node 'a' is not in an awaiting state"):

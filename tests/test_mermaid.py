@@ -8,8 +8,15 @@ from bullflow import Flow, FlowRuntime, InMemoryEventLogger, NodeResult, to_merm
 def test_mermaid_of_a_blueprint() -> None:
     bp = {
         "id": "m",
-        "nodes": [{"id": "A", "uses": "a", "params": {"k": 1}}, {"id": "B", "uses": "b"}, {"id": "C", "uses": "c"}],
-        "edges": [{"source": "A", "target": "B"}, {"source": "A", "target": "C", "action": "go", "condition": "x > 1"}],
+        "nodes": [
+            {"id": "A", "uses": "a", "params": {"k": 1}},
+            {"id": "B", "uses": "b"},
+            {"id": "C", "uses": "c"},
+        ],
+        "edges": [
+            {"source": "A", "target": "B"},
+            {"source": "A", "target": "C", "action": "go", "condition": "x > 1"},
+        ],
     }
     assert to_mermaid(bp) == (
         "flowchart TD\n"

@@ -20,7 +20,9 @@ from bullflow import (
 )
 
 
-def bp(nodes: list[tuple[str, str]] | list[dict[str, Any]], edges: list[dict[str, Any]], id: str = "t") -> Any:
+def bp(
+    nodes: list[tuple[str, str]] | list[dict[str, Any]], edges: list[dict[str, Any]], id: str = "t"
+) -> Any:
     node_list = [n if isinstance(n, dict) else {"id": n[0], "uses": n[1]} for n in nodes]
     return load_blueprint({"id": id, "nodes": node_list, "edges": edges})
 
@@ -61,12 +63,7 @@ async def test_fail_the_workflow_if_a_branch_fails_in_a_fan_in() -> None:
         raise ValueError("B broke")
 
     flow = (
-        Flow("fan")
-        .node("A", const("A"))
-        .node("B", boom)
-        .node("D", const("D"))
-        .edge("A", "D")
-        .edge("B", "D")
+        Flow("fan").node("A", const("A")).node("B", boom).node("D", const("D")).edge("A", "D").edge("B", "D")
     )
     result = await flow.run(FlowRuntime())
     assert result.status == "failed"
@@ -300,10 +297,7 @@ async def test_conditional_edges_and_context() -> None:
 # ---------------------------------------------------------------- state and data flow
 async def test_outputs_and_inputs_resolution() -> None:
     flow = (
-        Flow("io")
-        .node("A", const("data"))
-        .node("B", lambda ctx: f"{ctx.input}_B", inputs="A")
-        .edge("A", "B")
+        Flow("io").node("A", const("data")).node("B", lambda ctx: f"{ctx.input}_B", inputs="A").edge("A", "B")
     )
     result = await flow.run(FlowRuntime())
     assert result.context["_outputs.A"] == "data"
@@ -320,7 +314,9 @@ async def test_outputs_and_inputs_resolution() -> None:
 
 
 async def test_transform_on_edge() -> None:
-    flow = Flow("tx").node("A", const(10)).node("B", lambda ctx: ctx.input).edge("A", "B", transform="input * 2")
+    flow = (
+        Flow("tx").node("A", const(10)).node("B", lambda ctx: ctx.input).edge("A", "B", transform="input * 2")
+    )
     result = await flow.run(FlowRuntime())
     assert result.context["_outputs.B"] == 20
 
@@ -510,7 +506,12 @@ async def test_before_and_after_hooks_run_once_and_after_runs_on_failure() -> No
     flow = Flow("hooks").node("A", const("a"), config={"maxRetries": 2}).node("B", fail).edge("A", "B")
     result = await flow.run(FlowRuntime(middleware=[Hooks()]))
     assert result.status == "failed"
-    assert seen == [("before", "A", None), ("after", "A", "a"), ("before", "B", None), ("after", "B", "KeyError")]
+    assert seen == [
+        ("before", "A", None),
+        ("after", "A", "a"),
+        ("before", "B", None),
+        ("after", "B", "KeyError"),
+    ]
 
 
 async def test_events_are_emitted() -> None:
@@ -629,7 +630,9 @@ async def test_running_nodes_see_the_signal() -> None:
 
 
 # ---------------------------------------------------------------------- boundary conditions
-@pytest.mark.parametrize("node_id", ["", "   ", "node@#$%^&*()", "节点🚀", "a" * 1000, "node.subnode", "node/sub/node"])
+@pytest.mark.parametrize(
+    "node_id", ["", "   ", "node@#$%^&*()", "节点🚀", "a" * 1000, "node.subnode", "node/sub/node"]
+)
 async def test_any_string_is_a_node_id(node_id: str) -> None:
     blueprint = bp([(node_id, "t"), ("after", "t")], [{"source": node_id, "target": "after"}])
     result = await FlowRuntime(registry={"t": const("test")}).run(blueprint)
@@ -640,14 +643,24 @@ async def test_any_string_is_a_node_id(node_id: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, "", "x" * 10_000, {}, {"a": {"b": {"c": [1, 2, {"d": None}]}}}, list(range(1000)), [1, "a", None, {"k": []}]],
+    [
+        None,
+        "",
+        "x" * 10_000,
+        {},
+        {"a": {"b": {"c": [1, 2, {"d": None}]}}},
+        list(range(1000)),
+        [1, "a", None, {"k": []}],
+    ],
 )
 async def test_outputs_are_kept_as_they_are(value: Any) -> None:
     result = await Flow("out").node("A", lambda ctx: value).run(FlowRuntime())
     assert result.context["_outputs.A"] is value
 
 
-@pytest.mark.parametrize("value", [None, "", 2**53 - 1, -(2**53 - 1), float("nan"), float("inf"), [], [None, None]])
+@pytest.mark.parametrize(
+    "value", [None, "", 2**53 - 1, -(2**53 - 1), float("nan"), float("inf"), [], [None, None]]
+)
 async def test_initial_context_values_are_read_back_identically(value: Any) -> None:
     seen: list[Any] = []
 
@@ -786,7 +799,9 @@ async def test_missing_implementation_fails_the_node() -> None:
 
 
 async def test_run_sync_and_run_by_registered_id() -> None:
-    runtime = FlowRuntime(registry={"one": const(1)}, blueprints=[{"id": "reg", "nodes": [{"id": "A", "uses": "one"}]}])
+    runtime = FlowRuntime(
+        registry={"one": const(1)}, blueprints=[{"id": "reg", "nodes": [{"id": "A", "uses": "one"}]}]
+    )
     # run_sync starts its own event loop, so call it from a thread without one.
     result = await asyncio.to_thread(runtime.run_sync, "reg")
     assert result.status == "completed"

@@ -23,11 +23,11 @@ from .exceptions import BlueprintError
 
 __all__ = [
     "Blueprint",
+    "BlueprintSource",
     "EdgeDefinition",
     "NodeConfig",
     "NodeDefinition",
     "load_blueprint",
-    "BlueprintSource",
 ]
 
 JoinStrategy = Literal["all", "any"]
@@ -257,7 +257,7 @@ def _opt_number(obj: Mapping[str, Any], key: str, path: str) -> float | None:
         raise _fail(_join(path, key), "a number", value)
     if value != value or value in (float("inf"), float("-inf")):
         raise _fail(_join(path, key), "a finite number", value)
-    return value
+    return float(value) if isinstance(value, float) else int(value)
 
 
 def _opt_int(obj: Mapping[str, Any], key: str, path: str) -> int | None:
@@ -270,7 +270,7 @@ def _opt_int(obj: Mapping[str, Any], key: str, path: str) -> int | None:
         if not value.is_integer():
             raise _fail(_join(path, key), "an integer", value)
         return int(value)
-    return value
+    return int(value)
 
 
 def _collection(data: Mapping[str, Any], key: str) -> list[Any]:

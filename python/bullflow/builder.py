@@ -53,7 +53,9 @@ class Flow:
         if isinstance(impl, str):
             return impl
         if not callable(impl):
-            raise BuilderError(f"a node implementation must be a function, a class or a uses key, got {impl!r}")
+            raise BuilderError(
+                f"a node implementation must be a function, a class or a uses key, got {impl!r}"
+            )
         base = uses_key_for(impl)
         key, n = base, 1
         while key in self.registry and self.registry[key] is not impl:
@@ -98,11 +100,19 @@ class Flow:
         self._edges.append(EdgeDefinition(source, target, action, condition, transform))
         return self
 
-    def wait(self, id: str, *, params: Mapping[str, Any] | None = None, inputs: str | Mapping[str, str] | None = None) -> Flow:
+    def wait(
+        self,
+        id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        inputs: str | Mapping[str, str] | None = None,
+    ) -> Flow:
         """A node that pauses the run until ``runtime.resume(...)``."""
         return self.node(id, "wait", params=params, inputs=inputs)
 
-    def sleep(self, id: str, duration: int | float | str, *, inputs: str | Mapping[str, str] | None = None) -> Flow:
+    def sleep(
+        self, id: str, duration: int | float | str, *, inputs: str | Mapping[str, str] | None = None
+    ) -> Flow:
         """A node that pauses the run for ``duration`` (ms, or ``"5s"``, ``"10m"``...)."""
         return self.node(id, "sleep", params={"duration": duration}, inputs=inputs)
 
@@ -177,7 +187,10 @@ class Flow:
         self._check_new_id(id)
         self._nodes.append(
             NodeDefinition(
-                id=id, uses="loop-controller", params={"condition": condition}, config=NodeConfig(join_strategy="any")
+                id=id,
+                uses="loop-controller",
+                params={"condition": condition},
+                config=NodeConfig(join_strategy="any"),
             )
         )
         self._loops[id] = (start_node_id, end_node_id)
@@ -219,7 +232,9 @@ class Flow:
             if edge.source in self._loops:
                 end = self._loops[edge.source][1]
                 rewired.append(
-                    EdgeDefinition(source, target, edge.action or "break", edge.condition, f'context["{end}"]')
+                    EdgeDefinition(
+                        source, target, edge.action or "break", edge.condition, f'context["{end}"]'
+                    )
                 )
             else:
                 others.append(EdgeDefinition(source, target, edge.action, edge.condition, edge.transform))
@@ -229,9 +244,13 @@ class Flow:
         metadata = dict(self._metadata)
         if self._cycle_entry_points:
             metadata["cycleEntryPoints"] = list(self._cycle_entry_points)
-        return Blueprint(id=self.id, nodes=tuple(self._nodes), edges=tuple(rewired + others), metadata=metadata)
+        return Blueprint(
+            id=self.id, nodes=tuple(self._nodes), edges=tuple(rewired + others), metadata=metadata
+        )
 
-    async def run(self, runtime: Any, initial_context: Mapping[str, Any] | None = None, **options: Any) -> Any:
+    async def run(
+        self, runtime: Any, initial_context: Mapping[str, Any] | None = None, **options: Any
+    ) -> Any:
         """Run this flow on ``runtime`` with the flow's registry and subflow blueprints."""
         for blueprint in self.blueprints.values():
             if runtime.get_blueprint(blueprint.id) is None:

@@ -37,7 +37,9 @@ def parse_duration_ms(value: Any) -> float:
         match = _DURATION.match(value.strip())
         if match:
             return float(int(match.group(1)) * _UNIT_MS[match.group(2)])
-    raise ValueError(f"invalid duration {describe(value)}: use milliseconds or a string like '5s', '10m', '1h', '2d'")
+    raise ValueError(
+        f"invalid duration {describe(value)}: use milliseconds or a string like '5s', '10m', '1h', '2d'"
+    )
 
 
 def wait_node(ctx: NodeContext) -> None:
@@ -99,10 +101,14 @@ def _subflow_output(
     return {t: context.get(f"_outputs.{t}") for t in terminals}, {}
 
 
-def _subflow_failure(blueprint_id: str, status: str, errors: list[Any], resumed: bool = False) -> SubflowError:
+def _subflow_failure(
+    blueprint_id: str, status: str, errors: list[Any], resumed: bool = False
+) -> SubflowError:
     first = errors[0].message if errors else "Unknown error"
     if resumed:
-        return SubflowError(f"Resumed subflow '{blueprint_id}' did not complete. Status: {status}. Error: {first}")
+        return SubflowError(
+            f"Resumed subflow '{blueprint_id}' did not complete. Status: {status}. Error: {first}"
+        )
     return SubflowError(
         f"Sub-workflow '{blueprint_id}' did not complete successfully. Status: {status}. Error: {first}"
     )
@@ -205,7 +211,11 @@ async def batch_scatter_node(ctx: NodeContext) -> NodeResult:
     scatter_id = str(params.get("_scatterId") or ctx.node_id)
     start = int(params.get("_startIndex") or 0)
     chunk = params.get("chunkSize")
-    size = int(chunk) if isinstance(chunk, (int, float)) and not isinstance(chunk, bool) and chunk >= 1 else len(items)
+    size = (
+        int(chunk)
+        if isinstance(chunk, (int, float)) and not isinstance(chunk, bool) and chunk >= 1
+        else len(items)
+    )
     end = min(start + max(size, 1), len(items))
     batch_id = uuid.uuid4().hex[:12]
     dynamic: list[NodeDefinition] = []
@@ -223,7 +233,9 @@ async def batch_scatter_node(ctx: NodeContext) -> NodeResult:
     await ctx.set(f"{gather_id}_hasMore", has_more)
     if has_more:
         definition = ctx.definition
-        source_inputs = definition.inputs if definition is not None and isinstance(definition.inputs, str) else None
+        source_inputs = (
+            definition.inputs if definition is not None and isinstance(definition.inputs, str) else None
+        )
         dynamic.append(
             NodeDefinition(
                 id=f"{scatter_id}_next_{end}",
@@ -239,7 +251,11 @@ async def batch_scatter_node(ctx: NodeContext) -> NodeResult:
             ctx.runtime.event_bus,
             FlowEvent(
                 "batch:start",
-                {"batchId": scatter_id.removesuffix("_scatter"), "scatterNodeId": ctx.node_id, "workerNodeIds": worker_ids},
+                {
+                    "batchId": scatter_id.removesuffix("_scatter"),
+                    "scatterNodeId": ctx.node_id,
+                    "workerNodeIds": worker_ids,
+                },
             ),
         )
     return NodeResult(output={"gatherNodeId": gather_id, "hasMore": has_more}, dynamic_nodes=dynamic)
@@ -262,7 +278,14 @@ async def batch_gather_node(ctx: NodeContext) -> Any:
 
         await emit(
             ctx.runtime.event_bus,
-            FlowEvent("batch:finish", {"batchId": gather_id.removesuffix("_gather"), "gatherNodeId": ctx.node_id, "results": results}),
+            FlowEvent(
+                "batch:finish",
+                {
+                    "batchId": gather_id.removesuffix("_gather"),
+                    "gatherNodeId": ctx.node_id,
+                    "results": results,
+                },
+            ),
         )
     return results
 
@@ -315,7 +338,7 @@ def restore_dynamic_nodes(scheduler: RunScheduler, snapshot: Mapping[str, Any]) 
     extra: dict[str, list[str]] = dict(snapshot.get("extraPreds") or {})
     scheduler.add_dynamic_nodes(nodes, -1, None)
     index = scheduler.index
-    for node, entry in zip(nodes, entries):
+    for node, entry in zip(nodes, entries, strict=False):
         node.preds = frozenset(index[p] for p in entry.get("preds", []) if p in index)
         _wire(node, [index[t] for t in entry.get("targets", []) if t in index])
     for target, preds in extra.items():

@@ -14,7 +14,7 @@ __all__ = ["CancellationSignal"]
 
 
 class CancellationSignal:
-    __slots__ = ("_cancelled", "_reason", "_callbacks", "_waiters")
+    __slots__ = ("_callbacks", "_cancelled", "_reason", "_waiters")
 
     def __init__(self) -> None:
         self._cancelled = False

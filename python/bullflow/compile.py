@@ -132,10 +132,14 @@ def compile_blueprint(bp: Blueprint, *, strict: bool = False) -> CompiledBluepri
             continue
         if fb not in index:
             raise BlueprintError(
-                f"fallback node {fb!r} not found in blueprint", f"nodes[{i}].config.fallback", blueprint_id=bp.id
+                f"fallback node {fb!r} not found in blueprint",
+                f"nodes[{i}].config.fallback",
+                blueprint_id=bp.id,
             )
         if index[fb] == i:
-            raise BlueprintError("a node cannot be its own fallback", f"nodes[{i}].config.fallback", blueprint_id=bp.id)
+            raise BlueprintError(
+                "a node cannot be its own fallback", f"nodes[{i}].config.fallback", blueprint_id=bp.id
+            )
         fallback[i] = index[fb]
         fallback_of.setdefault(index[fb], []).append(i)
 
@@ -192,9 +196,9 @@ def compile_blueprint(bp: Blueprint, *, strict: bool = False) -> CompiledBluepri
             )
         )
 
-    for node in nodes:
-        if node.is_loop_controller:
-            _compile_loop(bp, node, nodes)
+    for compiled_node in nodes:
+        if compiled_node.is_loop_controller:
+            _compile_loop(bp, compiled_node, nodes)
 
     return CompiledBlueprint(
         blueprint=bp,
@@ -209,7 +213,9 @@ def compile_blueprint(bp: Blueprint, *, strict: bool = False) -> CompiledBluepri
 def _strict_error(bp: Blueprint) -> BlueprintError:
     from .exceptions import StrictModeError
 
-    return StrictModeError(f"Workflow '{bp.id}' failed strictness check: Cycles are not allowed.", blueprint_id=bp.id)
+    return StrictModeError(
+        f"Workflow '{bp.id}' failed strictness check: Cycles are not allowed.", blueprint_id=bp.id
+    )
 
 
 def _distinct_pairs(edges: list[CompiledEdge]) -> tuple[tuple[int, int], ...]:

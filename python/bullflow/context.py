@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["NodeContextView", "DELETED"]
+__all__ = ["DELETED", "NodeContextView"]
 
 
 class _Deleted:

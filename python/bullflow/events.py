@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FlowEvent", "EventBus", "InMemoryEventLogger", "EVENT_TYPES"]
+__all__ = ["EVENT_TYPES", "EventBus", "FlowEvent", "InMemoryEventLogger"]
 
 EVENT_TYPES = frozenset(
     {

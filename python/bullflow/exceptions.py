@@ -9,20 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "BullflowError",
     "BlueprintError",
-    "StrictModeError",
     "BuilderError",
+    "BullflowError",
+    "CodecError",
     "ExpressionError",
-    "NodeError",
     "FatalNodeError",
+    "InfiniteLoopError",
     "MissingImplementationError",
+    "NodeError",
     "NodeTimeoutError",
+    "ResumeError",
+    "StrictModeError",
     "SubflowError",
     "WorkflowCancelledError",
-    "InfiniteLoopError",
-    "ResumeError",
-    "CodecError",
 ]
 
 

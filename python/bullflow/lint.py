@@ -12,7 +12,7 @@ from .blueprint import BUILTIN_NODE_TYPES, Blueprint, BlueprintSource, load_blue
 from .exceptions import ExpressionError
 from .expressions import validate_expression
 
-__all__ = ["LintIssue", "LintResult", "lint_blueprint", "LINT_CODES"]
+__all__ = ["LINT_CODES", "LintIssue", "LintResult", "lint_blueprint"]
 
 LINT_CODES = (
     "MISSING_NODE_IMPLEMENTATION",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from .blueprint import NodeDefinition
 from .cancellation import CancellationSignal
@@ -19,7 +19,7 @@ from .context import NodeContextView
 if TYPE_CHECKING:
     from .runtime import FlowRuntime
 
-__all__ = ["BaseNode", "NodeContext", "NodeResult", "NodeFunction", "NodeImplementation", "is_node_class"]
+__all__ = ["BaseNode", "NodeContext", "NodeFunction", "NodeImplementation", "NodeResult", "is_node_class"]
 
 _node_logger = logging.getLogger("bullflow.node")
 
@@ -39,19 +39,19 @@ class NodeContext:
     """Everything a node receives."""
 
     __slots__ = (
+        "_logger",
+        "_run",
+        "attempt",
+        "awaiting",
+        "blueprint_id",
         "context",
+        "definition",
         "input",
+        "node_id",
         "params",
         "run_id",
-        "node_id",
-        "blueprint_id",
-        "attempt",
-        "signal",
         "runtime",
-        "_logger",
-        "awaiting",
-        "definition",
-        "_run",
+        "signal",
     )
 
     def __init__(self, context: NodeContextView, input: Any, definition: NodeDefinition, run: Any) -> None:
@@ -74,7 +74,8 @@ class NodeContext:
         """A logger whose records carry ``run_id`` and ``node_id``."""
         if self._logger is None:
             self._logger = logging.LoggerAdapter(
-                _node_logger, {"run_id": self.run_id, "node_id": self.node_id, "blueprint_id": self.blueprint_id}
+                _node_logger,
+                {"run_id": self.run_id, "node_id": self.node_id, "blueprint_id": self.blueprint_id},
             )
         return self._logger
 
@@ -127,8 +128,8 @@ class BaseNode:
         return None
 
 
-NodeFunction = Callable[[NodeContext], Union[Any, Awaitable[Any]]]
-NodeImplementation = Union[NodeFunction, type[BaseNode]]
+NodeFunction = Callable[[NodeContext], Any | Awaitable[Any]]
+NodeImplementation = NodeFunction | type[BaseNode]
 
 
 def is_node_class(impl: Any) -> bool:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
-__all__ = ["WorkflowResult", "WorkflowError", "RunStatus", "serialize_context"]
+__all__ = ["RunStatus", "WorkflowError", "WorkflowResult", "serialize_context"]
 
 logger = logging.getLogger(__name__)
 

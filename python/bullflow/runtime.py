@@ -143,7 +143,9 @@ class FlowRuntime:
         cancellation or a pause (``awaiting``)."""
         compiled = self.compile(self._resolve(blueprint), strict=strict)
         data = _initial_data(initial_context)
-        run = _Run(self, compiled, data, signal=signal, concurrency=concurrency, registry=registry, run_id=run_id)
+        run = _Run(
+            self, compiled, data, signal=signal, concurrency=concurrency, registry=registry, run_id=run_id
+        )
         return await run.start()
 
     def run_sync(
@@ -157,7 +159,9 @@ class FlowRuntime:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self.run(blueprint, initial_context, **options))
-        raise RuntimeError("run_sync() cannot be called from a running event loop; use `await runtime.run(...)`")
+        raise RuntimeError(
+            "run_sync() cannot be called from a running event loop; use `await runtime.run(...)`"
+        )
 
     async def resume(
         self,
@@ -182,7 +186,9 @@ class FlowRuntime:
         else:
             data = _initial_data(state)
         compiled = self.compile(self._resolve(blueprint))
-        run = _Run(self, compiled, data, signal=signal, concurrency=concurrency, registry=registry, run_id=run_id)
+        run = _Run(
+            self, compiled, data, signal=signal, concurrency=concurrency, registry=registry, run_id=run_id
+        )
         if run.run_id in self._timers:
             self._timers.pop(run.run_id, None)
         return await run.resume(node_id, output, action)
@@ -218,7 +224,11 @@ class FlowRuntime:
                 self._timers.pop(run_id, None)
                 try:
                     result = await self.resume(
-                        entry.blueprint, entry.context, node_id=entry.node_id, run_id=run_id, registry=entry.registry
+                        entry.blueprint,
+                        entry.context,
+                        node_id=entry.node_id,
+                        run_id=run_id,
+                        registry=entry.registry,
                     )
                 except Exception:
                     logger.exception("scheduled resume of run %s failed", run_id)
@@ -241,7 +251,7 @@ class FlowRuntime:
 
 
 class _TimerEntry:
-    __slots__ = ("blueprint", "context", "node_id", "wake_up_at", "registry")
+    __slots__ = ("blueprint", "context", "node_id", "registry", "wake_up_at")
 
     def __init__(
         self,
@@ -273,7 +283,7 @@ def _initial_data(initial: Mapping[str, Any] | str | bytes | None) -> dict[str, 
 
 
 class _Outcome:
-    __slots__ = ("kind", "result", "error", "view", "awaiting")
+    __slots__ = ("awaiting", "error", "kind", "result", "view")
 
     def __init__(
         self,
@@ -376,7 +386,9 @@ class _Run:
         if i is None:
             raise ResumeError(f"Awaiting node '{node_id}' not found in blueprint.")
         if self.bus is not None and self.emit_workflow_events:
-            await self._emit("workflow:resume", {"blueprintId": self.blueprint_id, "executionId": self.run_id})
+            await self._emit(
+                "workflow:resume", {"blueprintId": self.blueprint_id, "executionId": self.run_id}
+            )
         node = self.scheduler.nodes[i]
         subflow_key = f"_subflowState.{node_id}"
         if subflow_key in data:
@@ -510,20 +522,30 @@ class _Run:
     async def _execute(self, i: int) -> _Outcome:
         node = self.scheduler.nodes[i]
         d = node.definition
-        impl = self.registry.get(d.uses)
+        impl: Any = self.registry.get(d.uses)
         view = NodeContextView(self.data)
         ctx = NodeContext(view, self._resolve_input(node), d, self)
         if self.bus is not None:
             await self._emit(
                 "node:start",
-                {"nodeId": d.id, "executionId": self.run_id, "input": ctx.input, "blueprintId": self.blueprint_id},
+                {
+                    "nodeId": d.id,
+                    "executionId": self.run_id,
+                    "input": ctx.input,
+                    "blueprintId": self.blueprint_id,
+                },
             )
         try:
             if impl is None:
                 raise MissingImplementationError(
                     f"Implementation for '{d.uses}' not found.", node_id=d.id, blueprint_id=self.blueprint_id
                 )
-            if node.max_attempts == 1 and node.timeout is None and not self.middleware and not is_node_class(impl):
+            if (
+                node.max_attempts == 1
+                and node.timeout is None
+                and not self.middleware
+                and not is_node_class(impl)
+            ):
                 # The common case: one plain attempt.
                 if self.signal._cancelled:
                     raise WorkflowCancelledError(reason=self.signal.reason)
@@ -545,14 +567,18 @@ class _Run:
                     fb_id = self.scheduler.nodes[node.fallback].id
                     await self._emit(
                         "node:fallback",
-                        {"nodeId": d.id, "executionId": self.run_id, "fallback": fb_id, "blueprintId": self.blueprint_id},
+                        {
+                            "nodeId": d.id,
+                            "executionId": self.run_id,
+                            "fallback": fb_id,
+                            "blueprintId": self.blueprint_id,
+                        },
                     )
                 logger.warning("node %r failed; running fallback node: %s", d.id, error.cause or error)
                 return _Outcome("fallback", error=error, view=view)
             return _Outcome("failed", error=error, view=view)
-        if result.__class__ is not NodeResult:
-            result = NodeResult(output=result)
-        return _Outcome("success", result, None, view, ctx.awaiting)
+        node_result = result if result.__class__ is NodeResult else NodeResult(output=result)
+        return _Outcome("success", node_result, None, view, ctx.awaiting)
 
     def _node_error(self, d: NodeDefinition, exc: BaseException) -> NodeError:
         if isinstance(exc, NodeError):
@@ -676,7 +702,12 @@ class _Run:
             if self.bus is not None:
                 self._emit_soon(
                     "node:finish",
-                    {"nodeId": node_id, "result": result, "executionId": self.run_id, "blueprintId": self.blueprint_id},
+                    {
+                        "nodeId": node_id,
+                        "result": result,
+                        "executionId": self.run_id,
+                        "blueprintId": self.blueprint_id,
+                    },
                 )
                 self._emit_change(node_id, "_outputs." + node_id, output)
             if result.dynamic_nodes:
@@ -712,7 +743,12 @@ class _Run:
             if self.bus is not None:
                 self._emit_soon(
                     "node:error",
-                    {"nodeId": node_id, "error": error, "executionId": self.run_id, "blueprintId": self.blueprint_id},
+                    {
+                        "nodeId": node_id,
+                        "error": error,
+                        "executionId": self.run_id,
+                        "blueprintId": self.blueprint_id,
+                    },
                 )
         else:  # cancelled before or between attempts
             scheduler.status[i] = PENDING
@@ -815,7 +851,11 @@ class _Run:
             return expr.expression.evaluate(scope)
         except ExpressionError as err:
             error = NodeError(
-                f"{expr.path}: {err}", node_id=node.id, blueprint_id=self.blueprint_id, run_id=self.run_id, cause=err
+                f"{expr.path}: {err}",
+                node_id=node.id,
+                blueprint_id=self.blueprint_id,
+                run_id=self.run_id,
+                cause=err,
             )
             self.errors.append(WorkflowError(message=str(error), node_id=node.id, error=error))
             logger.warning("run %s: %s", self.run_id, error)
@@ -850,7 +890,13 @@ class _Run:
             if self.bus is not None:
                 self._emit_soon(
                     "context:change",
-                    {"sourceNode": node.id, "key": "_inputs." + td.id, "op": "set", "value": value, "executionId": self.run_id},
+                    {
+                        "sourceNode": node.id,
+                        "key": "_inputs." + td.id,
+                        "op": "set",
+                        "value": value,
+                        "executionId": self.run_id,
+                    },
                 )
 
     # ------------------------------------------------------------------------ dynamic nodes
@@ -861,7 +907,11 @@ class _Run:
 
     def _arrive_dynamic(self, pred: int) -> list[int]:
         scheduler = self.scheduler
-        fresh = [n for n in scheduler.nodes[len(self.compiled.nodes) :] if pred in n.preds and scheduler.status[n.index] == PENDING]
+        fresh = [
+            n
+            for n in scheduler.nodes[len(self.compiled.nodes) :]
+            if pred in n.preds and scheduler.status[n.index] == PENDING
+        ]
         return scheduler.arrive_dynamic(fresh, pred)
 
     # ------------------------------------------------------------------------ state restore
@@ -978,11 +1028,11 @@ def _is_async_callable(node: CompiledNode, registry: Mapping[str, Any]) -> bool:
     impl = registry.get(node.definition.uses)
     if is_node_class(impl):
         return inspect.iscoroutinefunction(getattr(impl, "exec", None))
-    return inspect.iscoroutinefunction(impl) or inspect.iscoroutinefunction(getattr(impl, "__call__", None))
+    call = type(impl).__dict__.get("__call__")
+    return inspect.iscoroutinefunction(impl) or inspect.iscoroutinefunction(call)
 
 
 async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-

@@ -30,7 +30,7 @@ from typing import Any
 from .compile import CompiledBlueprint, CompiledEdge, CompiledNode
 from .exceptions import InfiniteLoopError, ResumeError
 
-__all__ = ["RunScheduler", "NodeStatus"]
+__all__ = ["NodeStatus", "RunScheduler"]
 
 
 class NodeStatus:
@@ -52,16 +52,16 @@ class RunScheduler:
     """Arrival bookkeeping for one run over a compiled blueprint (plus the run's dynamic nodes)."""
 
     __slots__ = (
-        "compiled",
-        "nodes",
-        "index",
-        "status",
         "arrived",
-        "resolved",
+        "compiled",
         "extra_preds",
-        "wave",
-        "max_waves",
         "fallback_for",
+        "index",
+        "max_waves",
+        "nodes",
+        "resolved",
+        "status",
+        "wave",
     )
 
     def __init__(self, compiled: CompiledBlueprint, *, max_waves: int = 10_000) -> None:
@@ -210,7 +210,9 @@ class RunScheduler:
                 self.arrived.pop(b, None)
                 self.resolved.pop(b, None)
 
-    def _propagate(self, items: list[tuple[int, int, bool]], w: int, ready: list[int], skipped: list[int]) -> None:
+    def _propagate(
+        self, items: list[tuple[int, int, bool]], w: int, ready: list[int], skipped: list[int]
+    ) -> None:
         """Process (target, pred, arrived?) resolutions in order; skips fan out through the queue."""
         status = self.status
         nodes = self.nodes
@@ -264,7 +266,9 @@ class RunScheduler:
         return {
             "status": {nodes[i].id: NodeStatus.NAMES[s] for i, s in enumerate(self.status) if s != PENDING},
             "arrived": {nodes[t].id: sorted(nodes[p].id for p in ps) for t, ps in self.arrived.items() if ps},
-            "resolved": {nodes[t].id: sorted(nodes[p].id for p in ps) for t, ps in self.resolved.items() if ps},
+            "resolved": {
+                nodes[t].id: sorted(nodes[p].id for p in ps) for t, ps in self.resolved.items() if ps
+            },
             "waves": {nodes[i].id: w for i, w in enumerate(self.wave) if w},
             "fallbackFor": {nodes[f].id: nodes[o].id for f, o in self.fallback_for.items()},
             "dynamic": [
@@ -275,5 +279,7 @@ class RunScheduler:
                 }
                 for n in nodes[base:]
             ],
-            "extraPreds": {nodes[t].id: sorted(nodes[p].id for p in ps) for t, ps in self.extra_preds.items()},
+            "extraPreds": {
+                nodes[t].id: sorted(nodes[p].id for p in ps) for t, ps in self.extra_preds.items()
+            },
         }
