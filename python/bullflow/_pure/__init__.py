@@ -1,0 +1,9 @@
+"""Pure-Python twin of the Rust extension ``bullflow._core``: the same functions, with the same
+results and errors. ``bullflow._impl`` picks one of the two (``BULLFLOW_IMPL=python`` selects this
+one); the rest of the library imports from ``_impl`` only."""
+
+from __future__ import annotations
+
+from .analysis import analyze_graph
+
+__all__ = ["analyze_graph"]
