@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["IMPL", "analyze_graph"]
+__all__ = ["IMPL", "CompiledGraph", "RunState", "analyze_graph", "compile_graph"]
 
 _VARIABLE = "BULLFLOW_IMPL"
 _ALLOWED = ("rust", "python")
@@ -37,3 +37,6 @@ if IMPL == "rust":
         ) from exc
 else:
     from bullflow._pure import analyze_graph
+
+# The compiled graph and run state: Rust port in progress; until it lands both modes use the twin.
+from bullflow._pure.graph import CompiledGraph, RunState, compile_graph  # noqa: E402

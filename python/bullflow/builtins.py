@@ -10,14 +10,13 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from .blueprint import Blueprint, NodeDefinition, describe, load_blueprint
-from .compile import CompiledEdge, CompiledNode
+from .compile import CompiledNode
 from .exceptions import ExpressionError, FatalNodeError, NodeError, SubflowError
 from .expressions import compile_expression, is_truthy
 from .nodes import NodeContext, NodeImplementation, NodeResult
 
 if TYPE_CHECKING:
     from .runtime import _Run
-    from .scheduler import RunScheduler
 
 __all__ = ["BUILTIN_NODES", "parse_duration_ms"]
 
@@ -132,7 +131,7 @@ async def subflow_node(ctx: NodeContext) -> Any:
                 value = await ctx.get(f"_outputs.{parent_key}")
             initial[str(child_key)] = value
     elif ctx.input is not None:
-        for start in compiled.start:
+        for start in compiled.graph.start:
             initial[f"_inputs.{compiled.nodes[start].id}"] = ctx.input
     parent_run: _Run | None = getattr(ctx, "_run", None)
     run = _Run(
@@ -288,62 +287,6 @@ async def batch_gather_node(ctx: NodeContext) -> Any:
             ),
         )
     return results
-
-
-def _dynamic_node(definition: NodeDefinition, preds: frozenset[int]) -> CompiledNode:
-    return CompiledNode(
-        index=-1,
-        id=definition.id,
-        definition=definition,
-        join_any=False,
-        is_loop_controller=False,
-        preds=preds,
-    )
-
-
-def _wire(node: CompiledNode, targets: list[int]) -> None:
-    node.out_edges = tuple(CompiledEdge(-1, node.index, t, None, None, None, None) for t in targets)
-    node.out_pairs = tuple((node.index, t) for t in targets)
-
-
-def compile_dynamic_nodes(scheduler: RunScheduler, pred: int, result: NodeResult) -> None:
-    """Add the nodes a batch scatter returned: workers (predecessor: the scatter; successor: the
-    gather and the next chunk's continuation) and the continuation (waits for the workers)."""
-    defs = [d if isinstance(d, NodeDefinition) else _as_definition(d) for d in result.dynamic_nodes or ()]
-    output = result.output if isinstance(result.output, Mapping) else {}
-    gather = scheduler.index.get(str(output.get("gatherNodeId")))
-    nodes = [_dynamic_node(d, frozenset({pred})) for d in defs]
-    scheduler.add_dynamic_nodes(nodes, pred, gather)
-    continuations = [n for n in nodes if n.definition.uses == "batch-scatter"]
-    workers = [n for n in nodes if n.definition.uses != "batch-scatter"]
-    gather_targets = [gather] if gather is not None else []
-    for w in workers:
-        _wire(w, gather_targets + [c.index for c in continuations])
-    for c in continuations:
-        c.preds = frozenset(w.index for w in workers) or frozenset({pred})
-        _wire(c, gather_targets)
-
-
-def _as_definition(raw: Any) -> NodeDefinition:
-    from .blueprint import _build_node
-
-    return _build_node(raw, "dynamicNodes")
-
-
-def restore_dynamic_nodes(scheduler: RunScheduler, snapshot: Mapping[str, Any]) -> None:
-    entries = snapshot.get("dynamic") or []
-    if not entries:
-        return
-    nodes = [_dynamic_node(_as_definition(e["node"]), frozenset()) for e in entries]
-    extra: dict[str, list[str]] = dict(snapshot.get("extraPreds") or {})
-    scheduler.add_dynamic_nodes(nodes, -1, None)
-    index = scheduler.index
-    for node, entry in zip(nodes, entries, strict=False):
-        node.preds = frozenset(index[p] for p in entry.get("preds", []) if p in index)
-        _wire(node, [index[t] for t in entry.get("targets", []) if t in index])
-    for target, preds in extra.items():
-        if target in index:
-            scheduler.extra_preds[index[target]] = {index[p] for p in preds if p in index}
 
 
 BUILTIN_NODES: dict[str, NodeImplementation] = {

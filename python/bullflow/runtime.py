@@ -1,7 +1,7 @@
 """The in-process runtime (the embedded default; no Redis): runs a blueprint inside one asyncio
 event loop with Flowcraft's semantics, minus Flowcraft's defects.
 
-Scheduling is event-driven: a node starts as soon as the scheduling rule (``scheduler.py``) makes
+Scheduling is event-driven: a node starts as soon as the scheduling rule (``_impl.RunState``) makes
 it ready, up to ``concurrency`` nodes at a time per run. A node's context writes are committed when
 it succeeds; its output lands in ``_outputs.<id>`` and the ``<id>`` alias; edges are chosen
 action-first with unlabelled edges as the default branch, and conditions guard either kind.
@@ -22,7 +22,14 @@ import orjson
 
 from .blueprint import Blueprint, BlueprintSource, NodeDefinition, load_blueprint
 from .cancellation import CancellationSignal
-from .compile import CompiledBlueprint, CompiledEdge, CompiledExpression, CompiledNode, compile_blueprint
+from .compile import (
+    CompiledBlueprint,
+    CompiledEdge,
+    CompiledExpression,
+    CompiledNode,
+    compile_blueprint,
+    dynamic_node,
+)
 from .context import DELETED, NodeContextView
 from .events import EventBus, FlowEvent
 from .exceptions import (
@@ -38,7 +45,8 @@ from .expressions import is_truthy
 from .middleware import Middleware, build_chain
 from .nodes import BaseNode, NodeContext, NodeImplementation, NodeResult, is_node_class
 from .results import WorkflowError, WorkflowResult
-from .scheduler import AWAITING, COMPLETED, PENDING, READY, RUNNING, NodeStatus, RunScheduler
+from ._impl import RunState
+from ._pure.graph import AWAITING, COMPLETED, PENDING
 
 __all__ = ["FlowRuntime"]
 
@@ -356,7 +364,9 @@ class _Run:
         self.run_id = run_id or str(uuid.uuid4())
         self.bus = runtime.event_bus
         self.middleware = runtime.middleware
-        self.scheduler = RunScheduler(compiled, max_waves=runtime.max_waves)
+        self.scheduler = RunState(compiled.graph, runtime.max_waves)
+        self.nodes: list[CompiledNode] = compiled.nodes
+        self.index: dict[str, int] = compiled.index
         self.errors: list[WorkflowError] = []
         self.skipped: list[int] = []
         self.transformed: set[int] = set()
@@ -381,15 +391,15 @@ class _Run:
         node_id = awaiting_ids[0] if node_id is None else node_id
         if node_id not in awaiting_ids:
             raise ResumeError(f"Cannot resume: Node '{node_id}' is not in an awaiting state.")
-        self._restore_scheduler()
-        i = self.scheduler.index.get(node_id)
+        i = self.index.get(node_id)
         if i is None:
             raise ResumeError(f"Awaiting node '{node_id}' not found in blueprint.")
+        self._restore_scheduler()
         if self.bus is not None and self.emit_workflow_events:
             await self._emit(
                 "workflow:resume", {"blueprintId": self.blueprint_id, "executionId": self.run_id}
             )
-        node = self.scheduler.nodes[i]
+        node = self.nodes[i]
         subflow_key = f"_subflowState.{node_id}"
         if subflow_key in data:
             from .builtins import SubflowStillAwaiting, resume_subflow
@@ -411,11 +421,10 @@ class _Run:
         data[f"_outputs.{node_id}"] = output
         data[node_id] = output
         self.awaiting.pop(node_id, None)
-        self.scheduler.status[i] = AWAITING
         result = NodeResult(output=output, action=action)
         taken = self._select_edges(node, result)
         self._apply_transforms(node, taken, result)
-        ready, skipped = self.scheduler.resume(i, taken)
+        ready, skipped = self.scheduler.resume(i, self._taken_ids(node, taken))
         self.skipped.extend(skipped)
         return await self._drive(ready)
 
@@ -424,7 +433,8 @@ class _Run:
         ready: deque[int] = deque(initial)
         running: dict[asyncio.Task[_Outcome], int] = {}
         signal = self.signal
-        status = self.scheduler.status
+        scheduler = self.scheduler
+        mark_running = scheduler.mark_running
         completions = self._completions
         limit = self.limit
         events = self._events
@@ -432,7 +442,7 @@ class _Run:
             while True:
                 while ready and len(running) < limit and not signal._cancelled:
                     i = ready.popleft()
-                    status[i] = RUNNING
+                    mark_running(i)
                     if not ready and not running:
                         # The only work there is: run it inline, no task needed.
                         self._handle(i, await self._execute(i), ready)
@@ -459,7 +469,7 @@ class _Run:
             raise
         if signal.cancelled:
             for i in ready:
-                status[i] = PENDING
+                scheduler.reset_pending(i)
         return await self._finish()
 
     def _on_done(self, task: asyncio.Task[_Outcome]) -> None:
@@ -484,7 +494,11 @@ class _Run:
         if status == "awaiting":
             data[AWAITING_IDS] = list(self.awaiting)
             data[AWAITING_DETAILS] = dict(self.awaiting)
-            data[TRAVERSAL] = scheduler.snapshot()
+            base = len(self.compiled.nodes)
+            data[TRAVERSAL] = {
+                "state": scheduler.snapshot(),
+                "dynamic": [n.definition.to_dict() for n in self.nodes[base:]],
+            }
         else:
             for key in (AWAITING_IDS, AWAITING_DETAILS, TRAVERSAL):
                 data.pop(key, None)
@@ -494,11 +508,11 @@ class _Run:
             errors=self.errors,
             run_id=self.run_id,
             blueprint_id=self.blueprint_id,
-            skipped_node_ids=[scheduler.nodes[i].id for i in self.skipped],
+            skipped_node_ids=[self.nodes[i].id for i in self.skipped],
         )
         if self.bus is not None and self.emit_workflow_events:
             base = {"blueprintId": self.blueprint_id, "executionId": self.run_id}
-            remaining = scheduler.ids_with_status(PENDING)
+            remaining = [self.nodes[i].id for i in scheduler.nodes_with_status(PENDING)]
             if status == "completed" and remaining:
                 await self._emit("workflow:stall", {**base, "remainingNodes": remaining})
             if status == "awaiting":
@@ -520,7 +534,7 @@ class _Run:
         return {name: _lookup(data, key) for name, key in inputs.items()}
 
     async def _execute(self, i: int) -> _Outcome:
-        node = self.scheduler.nodes[i]
+        node = self.nodes[i]
         d = node.definition
         impl: Any = self.registry.get(d.uses)
         view = NodeContextView(self.data)
@@ -564,7 +578,7 @@ class _Run:
             error = self._node_error(d, exc)
             if node.fallback is not None and not error.is_fatal:
                 if self.bus is not None:
-                    fb_id = self.scheduler.nodes[node.fallback].id
+                    fb_id = self.nodes[node.fallback].id
                     await self._emit(
                         "node:fallback",
                         {
@@ -686,7 +700,7 @@ class _Run:
     # ------------------------------------------------------------------------ result handling
     def _handle(self, i: int, outcome: _Outcome, ready: deque[int]) -> None:
         scheduler = self.scheduler
-        node = scheduler.nodes[i]
+        node = self.nodes[i]
         node_id = node.id
         data = self.data
         kind = outcome.kind
@@ -710,21 +724,19 @@ class _Run:
                     },
                 )
                 self._emit_change(node_id, "_outputs." + node_id, output)
-            if result.dynamic_nodes:
-                self._add_dynamic(node, result)
+            workers = self._add_dynamic(node, result) if result.dynamic_nodes else None
             if outcome.awaiting is not None:
-                scheduler.await_(i)
+                scheduler.suspend(i)
                 self.awaiting[node_id] = outcome.awaiting
                 return
             if self.signal._cancelled:
-                scheduler.status[i] = COMPLETED
                 return
             taken = self._select_edges(node, result)
             if taken:
                 self._apply_transforms(node, taken, result)
-            new_ready, skipped = scheduler.complete(i, taken)
-            if result.dynamic_nodes:
-                new_ready.extend(self._arrive_dynamic(i))
+            new_ready, skipped = scheduler.complete(i, self._taken_ids(node, taken))
+            if workers:
+                new_ready.extend(scheduler.arrive(workers, i))
             if skipped:
                 self.skipped.extend(skipped)
             ready.extend(new_ready)
@@ -751,7 +763,7 @@ class _Run:
                     },
                 )
         else:  # cancelled before or between attempts
-            scheduler.status[i] = PENDING
+            scheduler.reset_pending(i)
 
     def _commit(self, node_id: str, writes: Mapping[str, Any]) -> None:
         data = self.data
@@ -780,8 +792,8 @@ class _Run:
         the unlabelled (default) edges. Conditions guard both kinds. A loop controller's
         conditional edges are checked first (early exit)."""
         edges: Sequence[CompiledEdge] = node.out_edges
-        if node.inherited_pairs:
-            original = self.scheduler.fallback_for.get(node.index)
+        if node.inherits_edges:
+            original = self.scheduler.fallback_origin(node.index)
             edges = [e for e in edges if e.source == node.index or e.source == original]
         if not edges:
             return []
@@ -863,12 +875,12 @@ class _Run:
 
     def _apply_transforms(self, node: CompiledNode, taken: list[CompiledEdge], result: NodeResult) -> None:
         data = self.data
-        nodes = self.scheduler.nodes
-        status = self.scheduler.status
+        nodes = self.nodes
+        node_status = self.scheduler.node_status
         for edge in taken:
             target = nodes[edge.target]
             if (
-                status[edge.target] != PENDING
+                node_status(edge.target) != PENDING
                 and not target.is_loop_controller
                 and edge.target != node.loop_start  # a loop's next iteration
             ):
@@ -900,19 +912,33 @@ class _Run:
                 )
 
     # ------------------------------------------------------------------------ dynamic nodes
-    def _add_dynamic(self, node: CompiledNode, result: NodeResult) -> None:
-        from .builtins import compile_dynamic_nodes
+    @staticmethod
+    def _taken_ids(node: CompiledNode, taken: list[CompiledEdge]) -> list[int] | None:
+        """Edge ids for the run state; None when every outgoing edge was taken."""
+        if len(taken) == len(node.out_edges):
+            return None
+        return [e.index for e in taken]
 
-        compile_dynamic_nodes(self.scheduler, node.index, result)
+    def _add_dynamic(self, node: CompiledNode, result: NodeResult) -> list[int]:
+        """Register the nodes a batch scatter returned; returns the worker indices."""
+        defs = [d if isinstance(d, NodeDefinition) else _node_definition(d) for d in result.dynamic_nodes or ()]
+        output = result.output if isinstance(result.output, Mapping) else {}
+        gather = self.index.get(str(output.get("gatherNodeId")))
+        workers = [d for d in defs if d.uses != "batch-scatter"]
+        continuation = [d for d in defs if d.uses == "batch-scatter"][:1]
+        new = self.scheduler.add_dynamic_nodes(node.index, gather, len(workers), bool(continuation))
+        self._register_dynamic(new, workers + continuation)
+        return new[: len(workers)]
 
-    def _arrive_dynamic(self, pred: int) -> list[int]:
+    def _register_dynamic(self, indices: list[int], defs: list[NodeDefinition]) -> None:
+        if self.nodes is self.compiled.nodes:
+            self.nodes = list(self.nodes)
+            self.index = dict(self.index)
         scheduler = self.scheduler
-        fresh = [
-            n
-            for n in scheduler.nodes[len(self.compiled.nodes) :]
-            if pred in n.preds and scheduler.status[n.index] == PENDING
-        ]
-        return scheduler.arrive_dynamic(fresh, pred)
+        for index, definition in zip(indices, defs, strict=True):
+            targets = [(e, scheduler.edge_target(e)) for e in scheduler.out_edges(index)]
+            self.nodes.append(dynamic_node(index, definition, targets))
+            self.index[definition.id] = index
 
     # ------------------------------------------------------------------------ state restore
     def _restore_awaiting(self) -> None:
@@ -924,47 +950,29 @@ class _Run:
         data = self.data
         details = data.pop(AWAITING_DETAILS, None) or {}
         ids = data.pop(AWAITING_IDS, None) or []
-        snapshot = data.pop(TRAVERSAL, None)
-        scheduler = self.scheduler
+        traversal = data.pop(TRAVERSAL, None)
         for node_id in ids:
             self.awaiting[node_id] = dict(details.get(node_id) or {"reason": "external_event"})
-        if isinstance(snapshot, Mapping):
-            from .builtins import restore_dynamic_nodes
-
-            restore_dynamic_nodes(scheduler, snapshot)
-            index = scheduler.index
-            names = {name: code for code, name in enumerate(NodeStatus.NAMES)}
-            for node_id, name in (snapshot.get("status") or {}).items():
-                if node_id in index:
-                    scheduler.status[index[node_id]] = names.get(name, PENDING)
-            for field, target in (("arrived", scheduler.arrived), ("resolved", scheduler.resolved)):
-                for node_id, preds in (snapshot.get(field) or {}).items():
-                    if node_id in index:
-                        target[index[node_id]] = {index[p] for p in preds if p in index}
-            for node_id, wave in (snapshot.get("waves") or {}).items():
-                if node_id in index:
-                    scheduler.wave[index[node_id]] = int(wave)
-            for fb, original in (snapshot.get("fallbackFor") or {}).items():
-                if fb in index and original in index:
-                    scheduler.fallback_for[index[fb]] = index[original]
-        else:
-            # A context from elsewhere (e.g. Flowcraft): completed = nodes with outputs.
-            for node in scheduler.nodes:
-                if "_outputs." + node.id in data:
-                    scheduler.status[node.index] = COMPLETED
-            for node in scheduler.nodes:
-                if scheduler.status[node.index] != PENDING:
-                    continue
-                done = {p for p in node.preds if scheduler.status[p] == COMPLETED}
-                if done:
-                    scheduler.arrived[node.index] = set(done)
-                    scheduler.resolved[node.index] = set(done)
+        if isinstance(traversal, Mapping) and isinstance(traversal.get("state"), Mapping):
+            self.scheduler.restore(traversal["state"])
+            defs = [_node_definition(d) for d in traversal.get("dynamic") or ()]
+            base = len(self.compiled.nodes)
+            self._register_dynamic(list(range(base, base + len(defs))), defs)
+            return
+        # A context from elsewhere (e.g. Flowcraft): completed = the nodes with outputs.
+        graph = self.compiled.graph
+        status = [COMPLETED if f"_outputs.{node_id}" in data else PENDING for node_id in graph.node_ids]
         for node_id in ids:
-            if node_id in scheduler.index:
-                scheduler.status[scheduler.index[node_id]] = AWAITING
-        for i, status in enumerate(scheduler.status):
-            if status in (READY, RUNNING):
-                scheduler.status[i] = PENDING
+            index = graph.index_of(node_id)
+            if index is not None:
+                status[index] = AWAITING
+        arrived: dict[str, list[int]] = {}
+        for i, st in enumerate(status):
+            if st == PENDING:
+                done = [p for p in graph.preds(i) if status[p] == COMPLETED]
+                if done:
+                    arrived[str(i)] = done
+        self.scheduler.restore({"graph": graph.content_hash, "status": status, "arrived": arrived, "resolved": arrived})
 
     # ------------------------------------------------------------------------------ events
     async def _emit(self, type: str, payload: dict[str, Any]) -> None:
@@ -996,6 +1004,10 @@ class _Run:
                     await outcome
             except Exception:
                 logger.warning("event bus failed on %s", event.type, exc_info=True)
+
+
+def _node_definition(raw: Mapping[str, Any]) -> NodeDefinition:
+    return load_blueprint({"id": "dynamic", "nodes": [raw]}).nodes[0]
 
 
 def _lookup(data: Mapping[str, Any], key: str) -> Any:

@@ -5,5 +5,6 @@ one); the rest of the library imports from ``_impl`` only."""
 from __future__ import annotations
 
 from .analysis import analyze_graph
+from .graph import CompiledGraph, RunState, compile_graph
 
-__all__ = ["analyze_graph"]
+__all__ = ["CompiledGraph", "RunState", "analyze_graph", "compile_graph"]
