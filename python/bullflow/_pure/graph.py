@@ -212,7 +212,7 @@ class CompiledGraph:
             if self._loop_controller[i]:
                 self._compile_loop(i)
         self._analysis = analysis
-        self.content_hash = hashlib.sha256(canonical_json(blueprint).encode()).hexdigest()
+        self.content_hash = hashlib.sha256(canonical_json(blueprint).encode("utf-8", "surrogatepass")).hexdigest()
 
     def _compile_loop(self, i: int) -> None:
         cont = next((e for e in self._out_edges[i] if self._edge_source[e] == i and self._edge_action[e] == "continue"), None)
