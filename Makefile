@@ -33,7 +33,7 @@ test-rust: toolchain ## Only cargo test
 
 bench: build redis ## Benchmarks with timing on; prints a comparison table
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops,rounds \
-		--benchmark-sort=name --benchmark-json=.benchmarks/latest.json -p no:randomly $(PYTEST_ARGS)
+		--benchmark-sort=name --benchmark-autosave --benchmark-storage=.benchmarks --benchmark-json=.benchmarks/latest.json -p no:randomly $(PYTEST_ARGS)
 	$(PY) -m bench.report .benchmarks/latest.json
 
 soak: build redis ## Long-running tests (fuzzing, soaks) marked slow

@@ -1,43 +1,53 @@
-"""Print the `make bench` table from a pytest-benchmark JSON file: median time per case, nodes/s,
-and the ratio to the reference each case names (Flowcraft's published figure, or the baseline
-implementation measured in the same run)."""
+"""Print the `make bench` table from a pytest-benchmark JSON file: per case the median time,
+nodes/s where the case counts nodes, the Rust/Python ratio where a case ran with both core
+implementations, and the ratio to a published reference where the case names one."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 
-def rows(data: dict[str, Any]) -> list[tuple[str, str, float, float | None, str]]:
-    out = []
+def _median_ms(bench: dict[str, Any]) -> float:
+    return float(bench["stats"]["median"]) * 1000
+
+
+def table(data: dict[str, Any]) -> list[str]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for bench in data.get("benchmarks", []):
-        info = bench.get("extra_info", {})
-        median_ms = bench["stats"]["median"] * 1000
-        nodes = info.get("nodes")
-        rate = (nodes / (median_ms / 1000)) if nodes else None
-        reference = ""
-        if info.get("flowcraft_ms"):
-            reference = f"Flowcraft {info['flowcraft_ms']:g} ms -> {info['flowcraft_ms'] / median_ms:.2f}x"
-        out.append((bench.get("group") or bench["name"], info.get("impl", ""), median_ms, rate, reference))
-    return out
+        groups[bench.get("group") or bench["name"]].append(bench)
+    lines = [f"{'case':<44} {'impl':<7} {'median ms':>11} {'per second':>13}  comparison"]
+    for group in sorted(groups):
+        entries = groups[group]
+        by_impl = {b.get("extra_info", {}).get("impl", ""): b for b in entries}
+        for bench in sorted(entries, key=lambda b: b.get("extra_info", {}).get("impl", "")):
+            info = bench.get("extra_info", {})
+            median = _median_ms(bench)
+            units = info.get("nodes") or info.get("steps") or info.get("items")
+            rate = f"{units / (median / 1000):,.0f}" if units else "-"
+            notes = []
+            impl = info.get("impl", "")
+            if impl == "rust" and "python" in by_impl:
+                notes.append(f"rust is {_median_ms(by_impl['python']) / median:.1f}x python")
+            if info.get("flowcraft_ms"):
+                notes.append(f"Flowcraft {info['flowcraft_ms']:g} ms: {info['flowcraft_ms'] / median:.2f}x faster")
+            lines.append(f"{group:<44} {impl:<7} {median:>11.4f} {rate:>13}  {'; '.join(notes)}")
+    return lines
 
 
 def main(path: str) -> int:
     data = json.loads(Path(path).read_text())
-    table = rows(data)
-    if not table:
+    if not data.get("benchmarks"):
         print("no benchmarks in", path)
         return 1
     machine = data.get("machine_info", {})
-    print(
-        f"\nbullflow benchmarks ({machine.get('cpu', {}).get('brand_raw', 'cpu?')}, python {machine.get('python_version')})"
-    )
-    print(f"{'case':<40} {'impl':<7} {'median ms':>10} {'nodes/s':>12}  reference")
-    for group, impl, median_ms, rate, reference in sorted(table):
-        rate_text = f"{rate:,.0f}" if rate else "-"
-        print(f"{group:<40} {impl:<7} {median_ms:>10.3f} {rate_text:>12}  {reference}")
+    cpu = machine.get("cpu", {}).get("brand_raw", "unknown cpu")
+    print(f"\nbullflow benchmarks: {cpu}, {machine.get('cpu', {}).get('count', '?')} cores, python {machine.get('python_version')}")
+    print("\n".join(table(data)))
+    print(f"\n(medians of one run; raw data: {path}, compare runs with `pytest-benchmark compare`)")
     return 0
 
 
