@@ -33,7 +33,9 @@ def table(data: dict[str, Any]) -> list[str]:
             if impl == "rust" and "python" in by_impl:
                 notes.append(f"rust is {_median_ms(by_impl['python']) / median:.1f}x python")
             if info.get("flowcraft_ms"):
-                notes.append(f"Flowcraft {info['flowcraft_ms']:g} ms: {info['flowcraft_ms'] / median:.2f}x faster")
+                notes.append(
+                    f"Flowcraft {info['flowcraft_ms']:g} ms: {info['flowcraft_ms'] / median:.2f}x faster"
+                )
             lines.append(f"{group:<44} {impl:<7} {median:>11.4f} {rate:>13}  {'; '.join(notes)}")
     return lines
 
@@ -45,7 +47,9 @@ def main(path: str) -> int:
         return 1
     machine = data.get("machine_info", {})
     cpu = machine.get("cpu", {}).get("brand_raw", "unknown cpu")
-    print(f"\nbullflow benchmarks: {cpu}, {machine.get('cpu', {}).get('count', '?')} cores, python {machine.get('python_version')}")
+    print(
+        f"\nbullflow benchmarks: {cpu}, {machine.get('cpu', {}).get('count', '?')} cores, python {machine.get('python_version')}"
+    )
     print("\n".join(table(data)))
     print(f"\n(medians of one run; raw data: {path}, compare runs with `pytest-benchmark compare`)")
     return 0

@@ -9,7 +9,11 @@
 //! `python/bullflow/_pure/`.
 
 pub mod analysis;
+pub mod blueprint;
+pub mod codec;
 pub mod errors;
+pub mod float_repr;
+pub mod graph;
 
 #[cfg(feature = "python")]
 mod py;
@@ -22,6 +26,17 @@ mod _core {
 
     #[pymodule_export]
     use crate::py::analysis::analyze_graph;
+    #[pymodule_export]
+    use crate::py::blueprint::parse_blueprint;
+
+    #[pymodule_export]
+    use crate::py::codec::{
+        decode_hash, decode_hmget, decode_job_payload, decode_value, encode_hset_args,
+        encode_job_payload, encode_value,
+    };
+
+    #[pymodule_export]
+    use crate::py::graph::{CompiledGraph, RunState, compile_graph};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -203,6 +203,8 @@ async def test_resume_refuses_a_changed_blueprint() -> None:
     flow = Flow("versioned").node("a", const(1)).wait("w").node("b", const(2)).edge("a", "w").edge("w", "b")
     rt = FlowRuntime()
     paused = await flow.run(rt)
-    changed = Flow("versioned").node("a", const(1)).wait("w").node("c", const(3)).edge("a", "w").edge("w", "c")
+    changed = (
+        Flow("versioned").node("a", const(1)).wait("w").node("c", const(3)).edge("a", "w").edge("w", "c")
+    )
     with pytest.raises(ResumeError, match="different version of this blueprint"):
         await rt.resume(changed.to_blueprint(), paused, registry=changed.registry)

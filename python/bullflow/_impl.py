@@ -13,7 +13,21 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["IMPL", "CompiledGraph", "RunState", "analyze_graph", "compile_graph"]
+__all__ = [
+    "IMPL",
+    "CompiledGraph",
+    "RunState",
+    "analyze_graph",
+    "compile_graph",
+    "decode_hash",
+    "decode_hmget",
+    "decode_job_payload",
+    "decode_value",
+    "encode_hset_args",
+    "encode_job_payload",
+    "encode_value",
+    "parse_blueprint",
+]
 
 _VARIABLE = "BULLFLOW_IMPL"
 _ALLOWED = ("rust", "python")
@@ -29,14 +43,37 @@ IMPL: str = _requested
 
 if IMPL == "rust":
     try:
-        from bullflow._core import analyze_graph
+        from bullflow._core import (
+            CompiledGraph,
+            RunState,
+            analyze_graph,
+            compile_graph,
+            decode_hash,
+            decode_hmget,
+            decode_job_payload,
+            decode_value,
+            encode_hset_args,
+            encode_job_payload,
+            encode_value,
+            parse_blueprint,
+        )
     except ImportError as exc:
         raise ImportError(
             f"the Rust extension bullflow._core cannot be imported ({exc}); build it with "
             f"`maturin develop --release`, or set {_VARIABLE}=python to use the pure-Python twin"
         ) from exc
 else:
-    from bullflow._pure import analyze_graph
-
-# The compiled graph and run state: Rust port in progress; until it lands both modes use the twin.
-from bullflow._pure.graph import CompiledGraph, RunState, compile_graph  # noqa: E402
+    from bullflow._pure import (  # type: ignore[assignment]
+        CompiledGraph,
+        RunState,
+        analyze_graph,
+        compile_graph,
+        decode_hash,
+        decode_hmget,
+        decode_job_payload,
+        decode_value,
+        encode_hset_args,
+        encode_job_payload,
+        encode_value,
+        parse_blueprint,
+    )

@@ -3,7 +3,9 @@
 A blueprint is ``{"id", "nodes": [...], "edges": [...], "metadata": {...}}`` (Flowcraft's format).
 ``nodes``/``edges`` may also be objects (their values are taken); unknown fields are dropped, as
 Flowcraft's ``sanitizeBlueprint`` does. Every type problem raises :class:`BlueprintError` naming the
-JSON path, e.g. ``nodes[3].config.maxRetries: expected an integer, got "3"``.
+JSON path, e.g. ``nodes[3].config.maxRetries: expected an integer, got "3"``. The parsing and the
+checks are the core's ``parse_blueprint`` (Rust, or its pure-Python twin: see ``bullflow._impl``);
+this module builds the model from what it returns.
 
 The model is immutable: the runtimes never change a blueprint they were given.
 """
@@ -19,6 +21,8 @@ from typing import Any, Literal
 
 import orjson
 
+from ._impl import parse_blueprint
+from ._pure.blueprint import describe as describe
 from .exceptions import BlueprintError
 
 __all__ = [
@@ -178,187 +182,79 @@ def load_blueprint(source: BlueprintSource, *, id: str | None = None) -> Bluepri
         if id is not None and id != source.id:
             return Blueprint(id=id, nodes=source.nodes, edges=source.edges, metadata=source.metadata)
         return source
-    default_id = id
-    if isinstance(source, os.PathLike):
-        path = Path(source)
-        try:
-            raw_bytes = path.read_bytes()
-        except OSError as err:
-            raise BlueprintError(f"cannot read blueprint file: {err.strerror or err}", str(path)) from err
-        data = _parse_json(raw_bytes, where=str(path))
-        if default_id is None and isinstance(data, Mapping) and not isinstance(data.get("id"), str):
-            default_id = path.stem
-    elif isinstance(source, (str, bytes)):
-        data = _parse_json(source, where="")
-    else:
-        data = source
-    return _build(data, id_override=id, default_id=default_id)
-
-
-def _parse_json(text: str | bytes, *, where: str) -> Any:
+    if not isinstance(source, os.PathLike):
+        return _from_sanitised(parse_blueprint(source, id=id))
+    path = Path(source)
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as err:
-        prefix = f"{where}: " if where else ""
-        raise BlueprintError(
-            f"{prefix}malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}"
-        ) from None
+        raw_bytes = path.read_bytes()
+    except OSError as err:
+        raise BlueprintError(f"cannot read blueprint file: {err.strerror or err}", str(path)) from err
+    try:
+        data = parse_blueprint(raw_bytes, id=id, default_id=path.stem)
+    except BlueprintError as err:
+        # Malformed JSON names the file; a problem in a well-formed document names its path.
+        if err.path or not err.problem.startswith("malformed JSON"):
+            raise
+        raise BlueprintError(f"{path}: {err.problem}") from None
+    return _from_sanitised(data)
 
 
-def describe(value: Any) -> str:
-    """A short JSON-ish description of a value for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return orjson.dumps(shown).decode()
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    return f"a {type(value).__name__}"
+def _from_sanitised(data: Mapping[str, Any]) -> Blueprint:
+    """The model of a blueprint ``parse_blueprint`` has checked and sanitised (no checks here)."""
+    return Blueprint(
+        id=data["id"],
+        nodes=tuple(_node_from_sanitised(node) for node in data["nodes"]),
+        edges=tuple(
+            EdgeDefinition(
+                edge["source"],
+                edge["target"],
+                edge.get("action"),
+                edge.get("condition"),
+                edge.get("transform"),
+            )
+            for edge in data["edges"]
+        ),
+        metadata=data["metadata"],
+    )
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _fail(path: str, expected: str, value: Any) -> BlueprintError:
-    return BlueprintError(f"expected {expected}, got {describe(value)}", path)
-
-
-def _opt_str(obj: Mapping[str, Any], key: str, path: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _fail(_join(path, key), "a string", value)
-    return value
-
-
-def _req_str(obj: Mapping[str, Any], key: str, path: str) -> str:
-    if key not in obj or obj[key] is None:
-        raise BlueprintError("required field is missing", _join(path, key))
-    value = obj[key]
-    if not isinstance(value, str):
-        raise _fail(_join(path, key), "a string", value)
-    return value
-
-
-def _opt_number(obj: Mapping[str, Any], key: str, path: str) -> float | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(_join(path, key), "a number", value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise _fail(_join(path, key), "a finite number", value)
-    return float(value) if isinstance(value, float) else int(value)
-
-
-def _opt_int(obj: Mapping[str, Any], key: str, path: str) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(_join(path, key), "an integer", value)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise _fail(_join(path, key), "an integer", value)
-        return int(value)
-    return int(value)
-
-
-def _collection(data: Mapping[str, Any], key: str) -> list[Any]:
-    value = data.get(key)
-    if value is None:
-        return []
-    if isinstance(value, Mapping):
-        return list(value.values())
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    raise _fail(key, "an array or an object", value)
-
-
-def _build(data: Any, *, id_override: str | None, default_id: str | None) -> Blueprint:
-    if not isinstance(data, Mapping):
-        raise BlueprintError(f"a blueprint must be a JSON object, got {describe(data)}")
-    if id_override is not None:
-        blueprint_id = id_override
-    elif data.get("id") is None and default_id is not None:
-        blueprint_id = default_id
-    else:
-        blueprint_id = _req_str(data, "id", "")
-    nodes = tuple(_build_node(raw, f"nodes[{i}]") for i, raw in enumerate(_collection(data, "nodes")))
-    edges = tuple(_build_edge(raw, f"edges[{i}]") for i, raw in enumerate(_collection(data, "edges")))
-    metadata = data.get("metadata")
-    if metadata is None:
-        metadata = {}
-    elif not isinstance(metadata, Mapping):
-        raise _fail("metadata", "an object", metadata)
-    else:
-        metadata = dict(metadata)
-        version = metadata.get("version")
-        if version is not None and not isinstance(version, str):
-            raise _fail("metadata.version", "a string", version)
-        entries = metadata.get("cycleEntryPoints")
-        if entries is not None and (
-            not isinstance(entries, (list, tuple)) or not all(isinstance(x, str) for x in entries)
-        ):
-            raise _fail("metadata.cycleEntryPoints", "an array of strings", entries)
-    return Blueprint(id=blueprint_id, nodes=nodes, edges=edges, metadata=metadata)
+def _node_from_sanitised(node: Mapping[str, Any]) -> NodeDefinition:
+    config = node.get("config")
+    return NodeDefinition(
+        id=node["id"],
+        uses=node["uses"],
+        params=node.get("params", _EMPTY),
+        inputs=node.get("inputs"),
+        config=_DEFAULT_CONFIG
+        if not config
+        else NodeConfig(
+            max_retries=config.get("maxRetries"),
+            retry_delay=config.get("retryDelay"),
+            backoff=config.get("backoff"),
+            timeout=config.get("timeout"),
+            fallback=config.get("fallback"),
+            join_strategy=config.get("joinStrategy"),
+        ),
+    )
 
 
 def _build_node(raw: Any, path: str) -> NodeDefinition:
-    if not isinstance(raw, Mapping):
-        raise _fail(path, "an object", raw)
-    node_id = _req_str(raw, "id", path)
-    uses = _req_str(raw, "uses", path)
-    params = raw.get("params")
-    if params is None:
-        params = _EMPTY
-    elif not isinstance(params, Mapping):
-        raise _fail(f"{path}.params", "an object", params)
-    inputs = raw.get("inputs")
-    if inputs is not None and not isinstance(inputs, str):
-        if not isinstance(inputs, Mapping):
-            raise _fail(f"{path}.inputs", "a string or an object of strings", inputs)
-        for key, value in inputs.items():
-            if not isinstance(value, str):
-                raise _fail(f"{path}.inputs.{key}", "a string", value)
-        inputs = dict(inputs)
-    config_raw = raw.get("config")
-    if config_raw is None:
-        config = _DEFAULT_CONFIG
-    elif not isinstance(config_raw, Mapping):
-        raise _fail(f"{path}.config", "an object", config_raw)
-    else:
-        cpath = _join(path, "config")
-        config = NodeConfig(
-            max_retries=_opt_int(config_raw, "maxRetries", cpath),
-            retry_delay=_opt_number(config_raw, "retryDelay", cpath),
-            backoff=_opt_str(config_raw, "backoff", cpath),
-            timeout=_opt_number(config_raw, "timeout", cpath),
-            fallback=_opt_str(config_raw, "fallback", cpath),
-            join_strategy=_opt_str(config_raw, "joinStrategy", cpath),
-        )
-    return NodeDefinition(id=node_id, uses=uses, params=params, inputs=inputs, config=config)
+    """One node definition from raw data, checked like a blueprint's; errors are named under
+    ``path`` (``"dynamicNodes"``, ``"dynamicNodes.config.maxRetries"``...)."""
+    try:
+        data = parse_blueprint({"id": "", "nodes": [raw]})
+    except BlueprintError as err:
+        raise _rename_path(err, "nodes[0]", path) from None
+    return _node_from_sanitised(data["nodes"][0])
 
 
-def _build_edge(raw: Any, path: str) -> EdgeDefinition:
-    if not isinstance(raw, Mapping):
-        raise _fail(path, "an object", raw)
-    return EdgeDefinition(
-        source=_req_str(raw, "source", path),
-        target=_req_str(raw, "target", path),
-        action=_opt_str(raw, "action", path),
-        condition=_opt_str(raw, "condition", path),
-        transform=_opt_str(raw, "transform", path),
-    )
+def _rename_path(err: BlueprintError, old: str, new: str) -> BlueprintError:
+    """``err`` with the leading ``old`` of its path replaced by ``new`` (which may be empty)."""
+    path = err.path
+    if path == old or path.startswith((old + ".", old + "[")):
+        rest = path[len(old) :]
+        path = new + rest if new else rest.lstrip(".")
+    return BlueprintError(err.problem, path, blueprint_id=err.blueprint_id)
 
 
 def node_config_from(value: NodeConfig | Mapping[str, Any] | None, path: str = "config") -> NodeConfig:
@@ -368,7 +264,7 @@ def node_config_from(value: NodeConfig | Mapping[str, Any] | None, path: str = "
     if isinstance(value, NodeConfig):
         return value
     if not isinstance(value, Mapping):
-        raise _fail(path, "an object", value)
+        raise BlueprintError(f"expected an object, got {describe(value)}", path)
     snake_to_camel = dict(_CONFIG_FIELDS)
     normalised = {snake_to_camel.get(k, k): v for k, v in value.items()}
     unknown = set(normalised) - set(snake_to_camel.values())

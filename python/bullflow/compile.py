@@ -110,8 +110,12 @@ def compile_blueprint(bp: Blueprint, *, strict: bool = False) -> CompiledBluepri
                 source=source,
                 target=target,
                 action=action,
-                condition=None if edge.condition is None else _expression(edge.condition, f"edges[{e}].condition"),
-                transform=None if edge.transform is None else _expression(edge.transform, f"edges[{e}].transform"),
+                condition=None
+                if edge.condition is None
+                else _expression(edge.condition, f"edges[{e}].condition"),
+                transform=None
+                if edge.transform is None
+                else _expression(edge.transform, f"edges[{e}].transform"),
                 definition=edge,
             )
         )

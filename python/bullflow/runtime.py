@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from ._impl import RunState
+from ._pure.graph import AWAITING, COMPLETED, PENDING
 from .blueprint import Blueprint, BlueprintSource, NodeDefinition, load_blueprint
 from .cancellation import CancellationSignal
 from .compile import (
@@ -45,8 +47,6 @@ from .expressions import is_truthy
 from .middleware import Middleware, build_chain
 from .nodes import BaseNode, NodeContext, NodeImplementation, NodeResult, is_node_class
 from .results import WorkflowError, WorkflowResult
-from ._impl import RunState
-from ._pure.graph import AWAITING, COMPLETED, PENDING
 
 __all__ = ["FlowRuntime"]
 
@@ -494,10 +494,10 @@ class _Run:
         if status == "awaiting":
             data[AWAITING_IDS] = list(self.awaiting)
             data[AWAITING_DETAILS] = dict(self.awaiting)
-            base = len(self.compiled.nodes)
+            first_dynamic = len(self.compiled.nodes)
             data[TRAVERSAL] = {
                 "state": scheduler.snapshot(),
-                "dynamic": [n.definition.to_dict() for n in self.nodes[base:]],
+                "dynamic": [n.definition.to_dict() for n in self.nodes[first_dynamic:]],
             }
         else:
             for key in (AWAITING_IDS, AWAITING_DETAILS, TRAVERSAL):
@@ -921,7 +921,9 @@ class _Run:
 
     def _add_dynamic(self, node: CompiledNode, result: NodeResult) -> list[int]:
         """Register the nodes a batch scatter returned; returns the worker indices."""
-        defs = [d if isinstance(d, NodeDefinition) else _node_definition(d) for d in result.dynamic_nodes or ()]
+        defs = [
+            d if isinstance(d, NodeDefinition) else _node_definition(d) for d in result.dynamic_nodes or ()
+        ]
         output = result.output if isinstance(result.output, Mapping) else {}
         gather = self.index.get(str(output.get("gatherNodeId")))
         workers = [d for d in defs if d.uses != "batch-scatter"]
@@ -972,7 +974,9 @@ class _Run:
                 done = [p for p in graph.preds(i) if status[p] == COMPLETED]
                 if done:
                     arrived[str(i)] = done
-        self.scheduler.restore({"graph": graph.content_hash, "status": status, "arrived": arrived, "resolved": arrived})
+        self.scheduler.restore(
+            {"graph": graph.content_hash, "status": status, "arrived": arrived, "resolved": arrived}
+        )
 
     # ------------------------------------------------------------------------------ events
     async def _emit(self, type: str, payload: dict[str, Any]) -> None:

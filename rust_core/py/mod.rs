@@ -3,3 +3,6 @@
 //! the module `_core` itself is declared in `lib.rs`.
 
 pub mod analysis;
+pub mod blueprint;
+pub mod codec;
+pub mod graph;

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..exceptions import BlueprintError, InfiniteLoopError, ResumeError, StrictModeError
 from .analysis import analyze_graph
@@ -57,13 +58,16 @@ __all__ = [
 PENDING, READY, RUNNING, COMPLETED, SKIPPED, FAILED, AWAITING = range(7)
 STATUS_NAMES = ("pending", "ready", "running", "completed", "skipped", "failed", "awaiting")
 LOOP_CONTROLLER = "loop-controller"
+_MAX_WAVE = 2**62  # waves grow by one per node made ready; a snapshot's are below this
 _NO_PREDS: frozenset[int] = frozenset()
 
 
 def canonical_json(value: Any) -> str:
     """The canonical text hashed for a blueprint's version: keys sorted, no spaces, non-ASCII
     kept, numbers as JSON.stringify writes them (integral floats without a fraction)."""
-    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        _canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def _canonical(value: Any) -> Any:
@@ -81,32 +85,34 @@ class CompiledGraph:
     ``blueprint["edges"][e]``."""
 
     __slots__ = (
-        "blueprint_id",
-        "node_ids",
-        "node_count",
-        "edge_count",
-        "start",
-        "content_hash",
-        "_uses",
-        "_join_any",
-        "_loop_controller",
-        "_edge_source",
-        "_edge_target",
+        "_analysis",
+        "_back_preds",
         "_edge_action",
         "_edge_conditional",
+        "_edge_source",
+        "_edge_target",
+        "_fallback",
+        "_index",
+        "_inherited_pairs",
+        "_join_any",
+        "_loop_body",
+        "_loop_controller",
+        "_loop_start",
         "_out_edges",
         "_own_pairs",
-        "_inherited_pairs",
         "_preds",
-        "_back_preds",
-        "_fallback",
-        "_loop_body",
-        "_loop_start",
-        "_analysis",
-        "_index",
+        "_uses",
+        "blueprint_id",
+        "content_hash",
+        "edge_count",
+        "node_count",
+        "node_ids",
+        "start",
     )
 
-    def __init__(self, blueprint: Mapping[str, Any], strict: bool = False) -> None:
+    def __init__(self, blueprint: Mapping[str, Any] | str | bytes | bytearray, strict: bool = False) -> None:
+        if isinstance(blueprint, (str, bytes, bytearray)):
+            blueprint = cast("Mapping[str, Any]", json.loads(blueprint))
         bp_id = str(blueprint.get("id", ""))
         nodes: Sequence[Mapping[str, Any]] = blueprint.get("nodes") or []
         edges: Sequence[Mapping[str, Any]] = blueprint.get("edges") or []
@@ -129,8 +135,10 @@ class CompiledGraph:
         self.node_ids = node_ids
         self.node_count = n
         self.edge_count = len(edges)
-        self._uses = [node["uses"] for node in nodes]
-        self._join_any = [(node.get("config") or {}).get("joinStrategy") == "any" for node in nodes]
+        self._uses: list[str] = [node["uses"] for node in nodes]
+        self._join_any: list[bool] = [
+            (node.get("config") or {}).get("joinStrategy") == "any" for node in nodes
+        ]
         self._loop_controller = [u == LOOP_CONTROLLER for u in self._uses]
 
         source: list[int] = []
@@ -141,7 +149,9 @@ class CompiledGraph:
         for e, edge in enumerate(edges):
             for attr in ("source", "target"):
                 if edge[attr] not in index:
-                    raise BlueprintError(f"unknown node {edge[attr]!r}", f"edges[{e}].{attr}", blueprint_id=bp_id)
+                    raise BlueprintError(
+                        f"unknown node {edge[attr]!r}", f"edges[{e}].{attr}", blueprint_id=bp_id
+                    )
             s, t = index[edge["source"]], index[edge["target"]]
             source.append(s)
             target.append(t)
@@ -161,17 +171,23 @@ class CompiledGraph:
                 continue
             if fb not in index:
                 raise BlueprintError(
-                    f"fallback node {fb!r} not found in blueprint", f"nodes[{i}].config.fallback", blueprint_id=bp_id
+                    f"fallback node {fb!r} not found in blueprint",
+                    f"nodes[{i}].config.fallback",
+                    blueprint_id=bp_id,
                 )
             if index[fb] == i:
-                raise BlueprintError("a node cannot be its own fallback", f"nodes[{i}].config.fallback", blueprint_id=bp_id)
+                raise BlueprintError(
+                    "a node cannot be its own fallback", f"nodes[{i}].config.fallback", blueprint_id=bp_id
+                )
             fallback[i] = index[fb]
             fallback_of[index[fb]].append(i)
         self._fallback = fallback
 
         analysis = analyze_graph(node_ids, [(edge["source"], edge["target"]) for edge in edges])
         if strict and not analysis["is_dag"]:
-            raise StrictModeError(f"Workflow '{bp_id}' failed strictness check: Cycles are not allowed.", blueprint_id=bp_id)
+            raise StrictModeError(
+                f"Workflow '{bp_id}' failed strictness check: Cycles are not allowed.", blueprint_id=bp_id
+            )
         start = [index[s] for s in analysis["start_node_ids"] if not fallback_of[index[s]]]
         if not start and analysis["cycles"]:
             entry_points = set(metadata.get("cycleEntryPoints") or ())
@@ -212,10 +228,19 @@ class CompiledGraph:
             if self._loop_controller[i]:
                 self._compile_loop(i)
         self._analysis = analysis
-        self.content_hash = hashlib.sha256(canonical_json(blueprint).encode("utf-8", "surrogatepass")).hexdigest()
+        self.content_hash = hashlib.sha256(
+            canonical_json(blueprint).encode("utf-8", "surrogatepass")
+        ).hexdigest()
 
     def _compile_loop(self, i: int) -> None:
-        cont = next((e for e in self._out_edges[i] if self._edge_source[e] == i and self._edge_action[e] == "continue"), None)
+        cont = next(
+            (
+                e
+                for e in self._out_edges[i]
+                if self._edge_source[e] == i and self._edge_action[e] == "continue"
+            ),
+            None,
+        )
         if cont is None:
             raise BlueprintError(
                 f"Loop '{self.node_ids[i]}' has no continue edge to start node. "
@@ -245,41 +270,42 @@ class CompiledGraph:
         return self._index.get(node_id)
 
     def uses(self, i: int) -> str:
-        return self._uses[i]
+        return self._uses[_index(i, self.node_count, "node")]
 
     def join_any(self, i: int) -> bool:
-        return self._join_any[i]
+        return self._join_any[_index(i, self.node_count, "node")]
 
     def is_loop_controller(self, i: int) -> bool:
-        return self._loop_controller[i]
+        return self._loop_controller[_index(i, self.node_count, "node")]
 
     def preds(self, i: int) -> list[int]:
-        return sorted(self._preds[i])
+        return sorted(self._preds[_index(i, self.node_count, "node")])
 
     def back_preds(self, i: int) -> list[int]:
-        return sorted(self._back_preds[i])
+        return sorted(self._back_preds[_index(i, self.node_count, "node")])
 
     def out_edges(self, i: int) -> list[int]:
         """Edge indices leaving node ``i``: its own, then those it inherits as a fallback."""
-        return list(self._out_edges[i])
+        return list(self._out_edges[_index(i, self.node_count, "node")])
 
     def edge(self, e: int) -> tuple[int, int, str | None, bool]:
         """(source node, target node, action, has a condition) of edge ``e``."""
+        e = _index(e, self.edge_count, "edge")
         return (self._edge_source[e], self._edge_target[e], self._edge_action[e], self._edge_conditional[e])
 
     def fallback(self, i: int) -> int | None:
-        return self._fallback[i]
+        return self._fallback[_index(i, self.node_count, "node")]
 
     def loop_body(self, i: int) -> list[int]:
-        return list(self._loop_body[i])
+        return list(self._loop_body[_index(i, self.node_count, "node")])
 
     def loop_start(self, i: int) -> int | None:
-        return self._loop_start[i]
+        return self._loop_start[_index(i, self.node_count, "node")]
 
     def successors_by_action(self, i: int) -> dict[str, list[int]]:
         """Node ``i``'s own and inherited edges grouped by action ("" = unlabelled/default)."""
         groups: dict[str, list[int]] = {}
-        for e in self._out_edges[i]:
+        for e in self._out_edges[_index(i, self.node_count, "node")]:
             groups.setdefault(self._edge_action[e] or "", []).append(e)
         return groups
 
@@ -288,9 +314,18 @@ class CompiledGraph:
         unreachable nodes, distinct predecessor counts and loop bodies (all by node id)."""
         ids = self.node_ids
         n = self.node_count
-        succ = [[self._edge_target[e] for e in self._out_edges[i] if self._edge_source[e] == i] for i in range(n)]
+        succ = [
+            [self._edge_target[e] for e in self._out_edges[i] if self._edge_source[e] == i] for i in range(n)
+        ]
         sccs = _strongly_connected(n, succ)
-        cyclic = [c for c in sccs if len(c) > 1 or any(self._edge_target[e] == c[0] for e in self._out_edges[c[0]] if self._edge_source[e] == c[0])]
+        cyclic = [
+            c
+            for c in sccs
+            if len(c) > 1
+            or any(
+                self._edge_target[e] == c[0] for e in self._out_edges[c[0]] if self._edge_source[e] == c[0]
+            )
+        ]
         cyclic.sort(key=lambda c: c[0])
         reachable = _reachable(n, succ, self._fallback, self.start)
         return {
@@ -299,7 +334,9 @@ class CompiledGraph:
             "topological_order": [ids[i] for i in _topological_order(n, succ, sccs)],
             "unreachable_node_ids": [ids[i] for i in range(n) if not reachable[i]],
             "predecessor_counts": {ids[i]: len(self._preds[i]) for i in range(n)},
-            "loops": {ids[i]: [ids[b] for b in self._loop_body[i]] for i in range(n) if self._loop_controller[i]},
+            "loops": {
+                ids[i]: [ids[b] for b in self._loop_body[i]] for i in range(n) if self._loop_controller[i]
+            },
         }
 
     def lua_encoding(self) -> list[bytes]:
@@ -330,7 +367,13 @@ class CompiledGraph:
                 sorted(self._preds[i]),
                 sorted(self._back_preds[i]),
                 [
-                    [e, self._edge_source[e], self._edge_target[e], self._edge_action[e], 1 if self._edge_conditional[e] else 0]
+                    [
+                        e,
+                        self._edge_source[e],
+                        self._edge_target[e],
+                        self._edge_action[e],
+                        1 if self._edge_conditional[e] else 0,
+                    ]
                     for e in self._out_edges[i]
                 ],
                 list(self._loop_body[i]),
@@ -340,15 +383,28 @@ class CompiledGraph:
         return out
 
 
+def _index(value: Any, count: int, what: str) -> int:
+    """``operator.index(value)``, which must be in ``range(count)``: a node or edge index given to a
+    public method (negative indices are refused, not counted from the end)."""
+    i = operator.index(value)
+    if not 0 <= i < count:
+        raise IndexError(f"{what} index {i} out of range")
+    return i
+
+
 def _compact(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def compile_graph(blueprint: Mapping[str, Any], strict: bool = False) -> CompiledGraph:
+def compile_graph(
+    blueprint: Mapping[str, Any] | str | bytes | bytearray, strict: bool = False
+) -> CompiledGraph:
     return CompiledGraph(blueprint, strict)
 
 
-def _distinct_pairs(edges: Iterable[int], source: list[int], target: list[int]) -> tuple[tuple[int, int], ...]:
+def _distinct_pairs(
+    edges: Iterable[int], source: list[int], target: list[int]
+) -> tuple[tuple[int, int], ...]:
     seen: dict[tuple[int, int], None] = {}
     for e in edges:
         seen.setdefault((source[e], target[e]), None)
@@ -480,28 +536,30 @@ class RunState:
     edges get the next indices."""
 
     __slots__ = (
-        "graph",
-        "max_waves",
-        "status",
-        "wave",
-        "arrived",
-        "resolved",
-        "extra_preds",
-        "fallback_for",
-        "_preds",
         "_back_preds",
-        "_own_pairs",
+        "_dynamic",
+        "_edge_source",
+        "_edge_target",
+        "_fallback",
         "_inherited_pairs",
         "_join_any",
         "_loop_controller",
-        "_edge_source",
-        "_edge_target",
         "_out_edges",
-        "_fallback",
-        "_dynamic",
+        "_own_pairs",
+        "_preds",
+        "arrived",
+        "extra_preds",
+        "fallback_for",
+        "graph",
+        "max_waves",
+        "resolved",
+        "status",
+        "wave",
     )
 
     def __init__(self, graph: CompiledGraph, max_waves: int = 10_000) -> None:
+        if not isinstance(max_waves, (int, float)):
+            raise TypeError(f"max_waves must be an int or a float, not {type(max_waves).__name__}")
         self.graph = graph
         self.max_waves = max_waves
         n = graph.node_count
@@ -533,12 +591,17 @@ class RunState:
         return ready
 
     def mark_running(self, i: int) -> None:
-        self.status[i] = RUNNING
+        self.status[_index(i, len(self.status), "node")] = RUNNING
 
     def complete(self, i: int, taken: Sequence[int] | None) -> tuple[list[int], list[int]]:
         """Node ``i`` completed and took the edges ``taken`` (None: all of its outgoing edges).
         Returns (nodes that became ready, nodes that became skipped)."""
         status = self.status
+        if type(i) is not int or not 0 <= i < len(status):
+            i = _index(i, len(status), "node")
+        if taken is not None:
+            edge_count = len(self._edge_source)
+            taken = [_index(e, edge_count, "edge") for e in taken]
         status[i] = COMPLETED
         ready: list[int] = []
         skipped: list[int] = []
@@ -589,6 +652,7 @@ class RunState:
 
     def complete_with_fallback(self, i: int) -> tuple[list[int], list[int]]:
         """Node ``i`` failed and its fallback node takes over (and then its edges)."""
+        i = _index(i, len(self.status), "node")
         fallback = self._fallback[i]
         if fallback is None:
             raise ValueError(f"node {i} has no fallback")
@@ -600,30 +664,37 @@ class RunState:
         return ready, skipped
 
     def fail(self, i: int) -> None:
-        self.status[i] = FAILED
+        self.status[_index(i, len(self.status), "node")] = FAILED
 
     def suspend(self, i: int) -> None:
         """Node ``i`` is paused (awaiting a resume)."""
-        self.status[i] = AWAITING
+        self.status[_index(i, len(self.status), "node")] = AWAITING
 
     def reset_pending(self, i: int) -> None:
         """Node ``i`` did not run after all (the run was cancelled)."""
-        self.status[i] = PENDING
+        self.status[_index(i, len(self.status), "node")] = PENDING
 
     def resume(self, i: int, taken: Sequence[int] | None) -> tuple[list[int], list[int]]:
+        i = _index(i, len(self.status), "node")
         if self.status[i] != AWAITING:
             raise ResumeError(f"Cannot resume: Node '{self._node_name(i)}' is not in an awaiting state.")
         return self.complete(i, taken)
 
     def fallback_origin(self, i: int) -> int | None:
         """The node whose edges fallback node ``i`` is currently carrying, if any."""
-        return self.fallback_for.get(i)
+        return self.fallback_for.get(_index(i, len(self.status), "node"))
 
     # ---------------------------------------------------------------------------- dynamic nodes
     def add_dynamic_nodes(self, pred: int, gather: int | None, workers: int, continuation: bool) -> list[int]:
         """Add ``workers`` nodes (predecessor ``pred``; successor ``gather`` and the continuation)
         and, with ``continuation``, one node that waits for all of them (successor ``gather``).
         They become predecessors of ``gather``. Returns the new indices, workers first."""
+        pred = _index(pred, len(self.status), "node")
+        if gather is not None:
+            gather = _index(gather, len(self.status), "node")
+        workers = operator.index(workers)
+        if workers < 0:
+            raise ValueError(f"workers must not be negative, got {workers}")
         self._own_dynamic()
         first = len(self.status)
         worker_ids = list(range(first, first + workers))
@@ -653,16 +724,19 @@ class RunState:
     def arrive(self, nodes: Sequence[int], pred: int) -> list[int]:
         """``pred`` arrives at ``nodes`` (used for freshly added dynamic nodes). Returns the
         nodes that became ready."""
+        count = len(self.status)
+        targets = [_index(t, count, "node") for t in nodes]
+        pred = _index(pred, count, "node")
         ready: list[int] = []
         skipped: list[int] = []
-        self._propagate([(t, pred, True) for t in nodes], self.wave[pred] + 1, ready, skipped)
+        self._propagate([(t, pred, True) for t in targets], self.wave[pred] + 1, ready, skipped)
         return ready
 
     def out_edges(self, i: int) -> list[int]:
-        return list(self._out_edges[i])
+        return list(self._out_edges[_index(i, len(self.status), "node")])
 
     def edge_target(self, e: int) -> int:
-        return self._edge_target[e]
+        return self._edge_target[_index(e, len(self._edge_target), "edge")]
 
     def _wire(self, node: int, targets: list[int]) -> None:
         edges = []
@@ -694,7 +768,7 @@ class RunState:
         return len(self.status)
 
     def node_status(self, i: int) -> int:
-        return self.status[i]
+        return self.status[_index(i, len(self.status), "node")]
 
     def statuses(self) -> list[int]:
         return list(self.status)
@@ -735,7 +809,9 @@ class RunState:
             return bool(preds)
         return not resolved.issuperset(preds)
 
-    def _propagate(self, items: list[tuple[int, int, bool]], w: int, ready: list[int], skipped: list[int]) -> None:
+    def _propagate(
+        self, items: list[tuple[int, int, bool]], w: int, ready: list[int], skipped: list[int]
+    ) -> None:
         """Process (target, pred, arrived?) resolutions in order; skips fan out through the queue."""
         status = self.status
         work = deque(items)
@@ -791,17 +867,57 @@ class RunState:
         }
 
     def restore(self, snapshot: Mapping[str, Any]) -> None:
-        """Continue from a :meth:`snapshot` of a run of the same graph."""
+        """Continue from a :meth:`snapshot` of a run of the same graph. Every index and status is
+        checked first: a snapshot with one out of range raises ``ValueError`` and leaves the state
+        as it was."""
         if snapshot.get("graph") != self.graph.content_hash:
             raise ResumeError("Cannot resume: the run was paused with a different version of this blueprint.")
-        base = self.graph.node_count
-        dynamic = snapshot.get("dynamic") or []
+        first = len(self.status)
+        entries = list(snapshot.get("dynamic") or [])
+        count = first + len(entries)
+
+        def node(value: Any) -> int:
+            i = int(value)
+            if not 0 <= i < count:
+                raise ValueError(f"snapshot: node index {i} out of range")
+            return i
+
+        def status_of(value: Any) -> int:
+            s = int(value)
+            if not PENDING <= s <= AWAITING:
+                raise ValueError(f"snapshot: status {s} is not a node status")
+            return s
+
+        def wave_of(value: Any) -> int:
+            w = int(value)
+            if not 0 <= w < _MAX_WAVE:
+                raise ValueError(f"snapshot: wave {w} out of range")
+            return w
+
+        def sets(key: str) -> dict[int, set[int]]:
+            return {node(t): {node(p) for p in ps} for t, ps in (snapshot.get(key) or {}).items()}
+
+        dynamic = [
+            (frozenset(node(p) for p in entry.get("preds", ())), [node(t) for t in entry.get("targets", ())])
+            for entry in entries
+        ]
+        status = [status_of(s) for s in snapshot.get("status") or []]
+        if len(status) > count:
+            raise ValueError(f"snapshot: {len(status)} statuses for {count} nodes")
+        wave = [wave_of(w) for w in snapshot.get("wave") or []]
+        if len(wave) > count:
+            raise ValueError(f"snapshot: {len(wave)} waves for {count} nodes")
+        arrived = sets("arrived")
+        resolved = sets("resolved")
+        fallback_for = {node(f): node(o) for f, o in (snapshot.get("fallbackFor") or {}).items()}
+        extra_preds = sets("extraPreds")
+
         if dynamic:
             self._own_dynamic()
-            for _ in dynamic:
+            for k, (preds, targets) in enumerate(dynamic):
                 self.status.append(PENDING)
                 self.wave.append(0)
-                self._preds.append(_NO_PREDS)
+                self._preds.append(preds)
                 self._back_preds.append(_NO_PREDS)
                 self._join_any.append(False)
                 self._loop_controller.append(False)
@@ -809,18 +925,13 @@ class RunState:
                 self._inherited_pairs.append(())
                 self._out_edges.append([])
                 self._own_pairs.append(())
-            for k, entry in enumerate(dynamic):
-                node = base + k
-                self._preds[node] = frozenset(int(p) for p in entry.get("preds", ()))
-                self._wire(node, [int(t) for t in entry.get("targets", ())])
-        status = snapshot.get("status") or []
-        self.status[: len(status)] = [int(s) for s in status]
-        wave = snapshot.get("wave") or []
-        self.wave[: len(wave)] = [int(w) for w in wave]
-        self.arrived = {int(t): {int(p) for p in ps} for t, ps in (snapshot.get("arrived") or {}).items()}
-        self.resolved = {int(t): {int(p) for p in ps} for t, ps in (snapshot.get("resolved") or {}).items()}
-        self.fallback_for = {int(f): int(o) for f, o in (snapshot.get("fallbackFor") or {}).items()}
-        self.extra_preds = {int(t): {int(p) for p in ps} for t, ps in (snapshot.get("extraPreds") or {}).items()}
+                self._wire(first + k, targets)
+        self.status[: len(status)] = status
+        self.wave[: len(wave)] = wave
+        self.arrived = arrived
+        self.resolved = resolved
+        self.fallback_for = fallback_for
+        self.extra_preds = extra_preds
         for i, s in enumerate(self.status):
             if s in (READY, RUNNING):
                 self.status[i] = PENDING
