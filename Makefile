@@ -20,8 +20,8 @@ help: ## List the targets
 demo: build ## Run the main job: the content-moderation example, printing its final output
 	$(PY) -m examples.content_moderation
 
-test: build redis ## Install everything needed, then run pytest, cargo test and the wheel smoke test
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: build redis ## Install everything needed, then run pytest (slow-marked too), cargo test and the wheel smoke test
+	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 	cd $(CURDIR) && cargo test --quiet --no-default-features
 	$(MAKE) --no-print-directory wheel-smoke
 

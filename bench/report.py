@@ -19,7 +19,7 @@ def table(data: dict[str, Any]) -> list[str]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for bench in data.get("benchmarks", []):
         groups[bench.get("group") or bench["name"]].append(bench)
-    lines = [f"{'case':<44} {'impl':<7} {'median ms':>11} {'per second':>13}  comparison"]
+    lines = [f"{'case':<48} {'impl':<7} {'median ms':>11} {'per second':>13}  comparison"]
     for group in sorted(groups):
         entries = groups[group]
         by_impl = {b.get("extra_info", {}).get("impl", ""): b for b in entries}
@@ -36,7 +36,7 @@ def table(data: dict[str, Any]) -> list[str]:
                 notes.append(
                     f"Flowcraft {info['flowcraft_ms']:g} ms: {info['flowcraft_ms'] / median:.2f}x faster"
                 )
-            lines.append(f"{group:<44} {impl:<7} {median:>11.4f} {rate:>13}  {'; '.join(notes)}")
+            lines.append(f"{group:<48} {impl:<7} {median:>11.4f} {rate:>13}  {'; '.join(notes)}")
     return lines
 
 
