@@ -74,8 +74,9 @@ class CompiledBlueprint:
         return self.blueprint.id
 
     @property
-    def version(self) -> str:
-        """The content hash of the blueprint: the same blueprint gives the same value everywhere."""
+    def content_hash(self) -> str:
+        """sha256 of the blueprint's canonical JSON: the same blueprint gives the same value in
+        every process (the version distributed runs pin to)."""
         return self.graph.content_hash
 
     @property

@@ -22,7 +22,7 @@ import orjson
 
 from ._impl import RunState
 from ._pure.graph import AWAITING, COMPLETED, PENDING
-from .blueprint import Blueprint, BlueprintSource, NodeDefinition, load_blueprint
+from .blueprint import Blueprint, BlueprintSource, NodeDefinition, _build_node, load_blueprint
 from .cancellation import CancellationSignal
 from .compile import (
     CompiledBlueprint,
@@ -1011,7 +1011,7 @@ class _Run:
 
 
 def _node_definition(raw: Mapping[str, Any]) -> NodeDefinition:
-    return load_blueprint({"id": "dynamic", "nodes": [raw]}).nodes[0]
+    return _build_node(raw, "dynamicNodes")
 
 
 def _lookup(data: Mapping[str, Any], key: str) -> Any:
