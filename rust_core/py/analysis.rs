@@ -7,7 +7,9 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PySequence, PyString, PyTuple};
+
+use super::convert::{sequence_items, type_name};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::analysis::analyze_with_hasher;
 use crate::errors::{CoreError, CoreResult};
@@ -110,31 +112,6 @@ fn key<'a>(id: &'a Bound<'_, PyString>) -> PyResult<Key<'a>> {
         }
     };
     Ok(Key { hash, bytes })
-}
-
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map_or_else(|_| "object".to_owned(), |name| name.to_string())
-}
-
-/// The items of a list, a tuple or another `collections.abc.Sequence` (but not of a str, bytes
-/// or bytearray), or `None` for anything else.
-fn sequence_items<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
-    if let Ok(list) = obj.cast_exact::<PyList>() {
-        return Ok(Some(list.iter().collect()));
-    }
-    if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
-        return Ok(Some(tuple.iter().collect()));
-    }
-    if obj.is_instance_of::<PyString>()
-        || obj.is_instance_of::<PyBytes>()
-        || obj.is_instance_of::<PyByteArray>()
-        || obj.cast::<PySequence>().is_err()
-    {
-        return Ok(None);
-    }
-    obj.try_iter()?.collect::<PyResult<Vec<_>>>().map(Some)
 }
 
 fn invalid(message: String) -> PyErr {

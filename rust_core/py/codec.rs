@@ -11,10 +11,9 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PySequence, PyString,
-    PyTuple,
-};
+
+use super::convert::{sequence_items, type_name};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
 use crate::codec::{
     self, DecodeError, EncodeError, EncodeProblem, JOB_PAYLOAD, JOB_PAYLOAD_FIELDS, JsonStr,
@@ -48,12 +47,6 @@ fn key_str<'py>(key: KeyArg<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
             ))
         }),
     }
-}
-
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map_or_else(|_| "object".to_owned(), |name| name.to_string())
 }
 
 fn invalid(message: String) -> PyErr {
@@ -152,25 +145,6 @@ fn for_each_mapping_item<'py, E: From<PyErr>>(
         f(key, value)?;
     }
     Ok(())
-}
-
-/// The items of a list, a tuple or another `collections.abc.Sequence` (but not of a str, bytes
-/// or bytearray), or `None` for anything else.
-fn sequence_items<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
-    if let Ok(list) = obj.cast_exact::<PyList>() {
-        return Ok(Some(list.iter().collect()));
-    }
-    if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
-        return Ok(Some(tuple.iter().collect()));
-    }
-    if obj.is_instance_of::<PyString>()
-        || obj.is_instance_of::<PyBytes>()
-        || obj.is_instance_of::<PyByteArray>()
-        || obj.cast::<PySequence>().is_err()
-    {
-        return Ok(None);
-    }
-    obj.try_iter()?.collect::<PyResult<Vec<_>>>().map(Some)
 }
 
 // ---- encoding ----------------------------------------------------------------------------------

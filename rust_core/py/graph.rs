@@ -15,6 +15,8 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
+
+use super::convert::type_name;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PySet, PyString, PyTuple,
@@ -36,12 +38,6 @@ const DETACH_FROM: usize = 10_000;
 const MAX_NATIVE_DEPTH: usize = 200;
 
 // ---- helpers -------------------------------------------------------------------------------------
-
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map_or_else(|_| "object".to_owned(), |name| name.to_string())
-}
 
 /// The characters of a str in the encoding of [`Text`].
 fn str_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {

@@ -5,4 +5,5 @@
 pub mod analysis;
 pub mod blueprint;
 pub mod codec;
+mod convert;
 pub mod graph;
