@@ -16,7 +16,7 @@ from .expressions import compile_expression, is_truthy
 from .nodes import NodeContext, NodeImplementation, NodeResult
 
 if TYPE_CHECKING:
-    from .runtime import _Run
+    from .execution import _Run
 
 __all__ = ["BUILTIN_NODES", "parse_duration_ms"]
 
@@ -116,7 +116,7 @@ def _subflow_failure(
 async def subflow_node(ctx: NodeContext) -> Any:
     """Run another registered blueprint inside this node. ``params``: ``blueprintId``,
     ``inputs`` ({childKey: parentKey}), ``outputs`` ({parentKey: childNodeIdOrKey})."""
-    from .runtime import _Run
+    from .execution import _Run
 
     runtime = ctx.runtime
     params = ctx.params
@@ -167,8 +167,8 @@ class SubflowStillAwaiting(Exception):
 
 async def resume_subflow(run: _Run, node: CompiledNode, state: Any, output: Any, action: str | None) -> Any:
     """Resume the paused child of a subflow node; returns the subflow node's output."""
+    from .execution import _Run as RunClass
     from .runtime import _initial_data
-    from .runtime import _Run as RunClass
 
     params = node.definition.params
     runtime = run.runtime
