@@ -580,7 +580,9 @@ pub fn compile<E>(
             queue.clear();
             queue.push_back(first);
             while let Some(current) = queue.pop_front() {
-                if spec.loop_controller[current as usize] {
+                // The body ends where the path returns to this controller; inner loops (and
+                // their controllers) are part of it, so nested loops reset as a whole.
+                if current as usize == i {
                     continue;
                 }
                 loop_body.push(current);
@@ -2345,6 +2347,8 @@ impl<C: std::ops::Deref<Target = Compiled>> RunState<C> {
                         self.status[b] = PENDING;
                         self.arrived.pop(b);
                         self.resolved.pop(b);
+                        // Predecessors added in an earlier iteration (batch workers) are gone.
+                        self.extra_preds.pop(b);
                     }
                 }
             }

@@ -318,3 +318,47 @@ async def test_sleep_node_rejects_bad_durations(duration: Any) -> None:
     result = await Flow("s").sleep("sleep", duration).run(FlowRuntime())
     assert result.status == "failed"
     assert "invalid duration" in str(result.errors[0].error)
+
+
+async def test_nested_loops_with_a_batch_inside_run_every_iteration() -> None:
+    """The outer loop's body contains the inner loop and a batch: each outer iteration resets the
+    inner controller and forgets the previous iteration's batch workers."""
+
+    async def init(ctx: NodeContext) -> None:
+        await ctx.set("i", 0)
+        await ctx.set("total", 0)
+
+    async def outer_body(ctx: NodeContext) -> None:
+        await ctx.set("i", await ctx.get("i") + 1)
+        await ctx.set("j", 0)
+
+    async def inner_body(ctx: NodeContext) -> None:
+        await ctx.set("j", await ctx.get("j") + 1)
+        await ctx.set("total", await ctx.get("total") + 1)
+
+    async def items(ctx: NodeContext) -> list[int]:
+        return [1, 2, await ctx.get("i")]
+
+    flow = (
+        Flow("nested")
+        .node("init", init)
+        .node("outer_body", outer_body)
+        .node("inner_body", inner_body)
+        .node("after_inner", const("after"))
+        .node("items", items)
+        .batch("b", lambda ctx: ctx.input * 2, input_key="items", output_key="doubled")
+        .node("done", const("done"))
+        .loop("inner", start_node_id="inner_body", end_node_id="inner_body", condition="j < 2")
+        .edge("outer_body", "inner")
+        .edge("inner", "after_inner")
+        .edge("after_inner", "items")
+        .edge("items", "b")
+        .loop("outer", start_node_id="outer_body", end_node_id="b", condition="i < 3")
+        .edge("init", "outer")
+        .edge("outer", "done")
+    )
+    result = await flow.run(FlowRuntime())
+    assert result.status == "completed", result.errors
+    assert (result.context["i"], result.context["total"]) == (3, 6)
+    assert result.context["doubled"] == [2, 4, 6]
+    assert result.context["_outputs.done"] == "done"

@@ -216,7 +216,14 @@ class Flow:
         if not self._nodes:
             raise BuilderError("Cannot build a blueprint with no nodes.")
         ids = {n.id for n in self._nodes}
-        for loop_id, (start, end) in self._loops.items():
+        loops = {
+            loop_id: (
+                f"{start}_scatter" if start in self._batches else start,
+                f"{end}_gather" if end in self._batches else end,
+            )
+            for loop_id, (start, end) in self._loops.items()
+        }
+        for loop_id, (start, end) in loops.items():
             if start not in ids:
                 raise BuilderError(f"Loop '{loop_id}' references non-existent start node '{start}'.")
             if end not in ids:
@@ -229,8 +236,8 @@ class Flow:
                 target = f"{target}_scatter"
             if source in self._batches:
                 source = f"{source}_gather"
-            if edge.source in self._loops:
-                end = self._loops[edge.source][1]
+            if edge.source in loops:
+                end = loops[edge.source][1]
                 rewired.append(
                     EdgeDefinition(
                         source, target, edge.action or "break", edge.condition, f'context["{end}"]'
@@ -238,7 +245,7 @@ class Flow:
                 )
             else:
                 others.append(EdgeDefinition(source, target, edge.action, edge.condition, edge.transform))
-        for loop_id, (start, end) in self._loops.items():
+        for loop_id, (start, end) in loops.items():
             others.append(EdgeDefinition(end, loop_id))
             others.append(EdgeDefinition(loop_id, start, "continue", None, f'context["{end}"]'))
         metadata = dict(self._metadata)

@@ -254,7 +254,9 @@ class CompiledGraph:
         queue = deque([start])
         while queue:
             current = queue.popleft()
-            if self._loop_controller[current]:
+            if current == i:
+                # The body ends where the path returns to this controller; inner loops (and
+                # their controllers) are part of it, so nested loops reset as a whole.
                 continue
             body.append(current)
             for e in self._out_edges[current]:
@@ -797,6 +799,8 @@ class RunState:
                 status[b] = PENDING
                 self.arrived.pop(b, None)
                 self.resolved.pop(b, None)
+                # Predecessors added in an earlier iteration (batch workers) are gone.
+                self.extra_preds.pop(b, None)
 
     def _preds_of(self, t: int) -> frozenset[int] | set[int]:
         extra = self.extra_preds.get(t)
