@@ -24,6 +24,9 @@ async def main() -> None:
     assert result.context["_outputs.c"] == 42, result.context
     analysis = bullflow.analyze_blueprint(flow.to_blueprint())
     assert analysis.start_node_ids == ["a"] and analysis.terminal_node_ids == ["c"]
+    from bullflow.scripts import load_scripts
+
+    assert "storeGraph" in load_scripts(), "the wheel must carry bullflow/lua/"
     print(f"wheel smoke ok: bullflow {bullflow.__version__}, core {bullflow.CORE_IMPL}")
 
 

@@ -8,9 +8,12 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from redis.asyncio import Redis
+
+from bullflow.settings import RedisSettings
 
 
 def _free_port() -> int:
@@ -71,3 +74,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def key_prefix() -> str:
     """A unique prefix (also usable as a queue name) for one test's Redis keys."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def redis_settings(redis_server: str) -> RedisSettings:
+    return RedisSettings.from_url(redis_server)
+
+
+@pytest.fixture
+async def redis_client(redis_settings: RedisSettings) -> AsyncIterator[Redis]:
+    """An asyncio redis-py client of the test server, closed after the test."""
+    client = redis_settings.client()
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -177,3 +177,26 @@ class CodecError(BullflowError, ValueError):
 
 def _rebuild_codec_error(message: str, key: str | None) -> CodecError:
     return CodecError(message, key=key)
+
+
+class SettingsError(BullflowError, ValueError):
+    """A setting (a Redis URL, a queue name...) is not valid; the message names it."""
+
+
+class ScriptError(BullflowError):
+    """A Lua coordination script answered with a code that means the call itself was wrong.
+
+    ``script`` names the script and ``code`` is its return code (see ``lua/README.md``)."""
+
+    def __init__(self, message: str, *, script: str, code: int | None = None) -> None:
+        self.message = message
+        self.script = script
+        self.code = code
+        super().__init__(f"{script}: {message}")
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_script_error, (self.message, self.script, self.code))
+
+
+def _rebuild_script_error(message: str, script: str, code: int | None) -> ScriptError:
+    return ScriptError(message, script=script, code=code)

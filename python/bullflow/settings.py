@@ -1,0 +1,92 @@
+"""Settings as frozen dataclasses with documented defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as redis_asyncio
+
+from .exceptions import SettingsError
+
+__all__ = ["RedisSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Where Redis is and how to talk to it.
+
+    ``socket_timeout`` defaults to None (no client-side read timeout): BullMQ blocks on commands
+    for several seconds, and redis-py 8's 5-second default makes those calls time out and retry
+    (see the bullmq notes). ``password`` is never shown in ``repr`` or ``url()``.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl: bool = False
+    socket_timeout: float | None = None
+    socket_connect_timeout: float = 5.0
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisSettings:
+        """``redis://[user[:password]@]host[:port][/db]`` or ``rediss://`` (TLS)."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as err:
+            raise SettingsError(f"invalid Redis URL {_redacted(url)!r}: {err}") from None
+        if parts.scheme not in ("redis", "rediss"):
+            raise SettingsError(
+                f"invalid Redis URL {_redacted(url)!r}: the scheme must be redis:// or rediss://"
+            )
+        path = parts.path.strip("/")
+        if path and not path.isdigit():
+            raise SettingsError(
+                f"invalid Redis URL {_redacted(url)!r}: the database must be a number, got {path!r}"
+            )
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=port or 6379,
+            db=int(path) if path else 0,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            ssl=parts.scheme == "rediss",
+        )
+
+    def url(self) -> str:
+        """The URL of these settings, with the password hidden."""
+        auth = ""
+        if self.username or self.password:
+            auth = f"{self.username or ''}{':***' if self.password else ''}@"
+        return f"{'rediss' if self.ssl else 'redis'}://{auth}{self.host}:{self.port}/{self.db}"
+
+    def redis_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for a redis-py client (and for bullmq's ``connection`` dict)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "db": self.db,
+            "username": self.username,
+            "password": self.password,
+            "ssl": self.ssl,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_connect_timeout,
+        }
+
+    def client(self) -> redis_asyncio.Redis:
+        """A new asyncio redis-py client (bytes replies); the caller closes it (``aclose()``)."""
+        return redis_asyncio.Redis(**self.redis_kwargs())
+
+
+def _redacted(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable>"
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
