@@ -703,16 +703,7 @@ class RunState:
         cont = first + workers if continuation else None
         new = [*worker_ids, *([cont] if cont is not None else [])]
         for _ in new:
-            self.status.append(PENDING)
-            self.wave.append(0)
-            self._preds.append(frozenset({pred}))
-            self._back_preds.append(_NO_PREDS)
-            self._join_any.append(False)
-            self._loop_controller.append(False)
-            self._fallback.append(None)
-            self._inherited_pairs.append(())
-            self._out_edges.append([])
-            self._own_pairs.append(())
+            self._append_dynamic_node(frozenset({pred}))
         gather_targets = [gather] if gather is not None else []
         for w in worker_ids:
             self._wire(w, gather_targets + ([cont] if cont is not None else []))
@@ -739,6 +730,19 @@ class RunState:
 
     def edge_target(self, e: int) -> int:
         return self._edge_target[_index(e, len(self._edge_target), "edge")]
+
+    def _append_dynamic_node(self, preds: frozenset[int]) -> None:
+        """One more node: pending, an 'all' join over ``preds``, no edges yet (see ``_wire``)."""
+        self.status.append(PENDING)
+        self.wave.append(0)
+        self._preds.append(preds)
+        self._back_preds.append(_NO_PREDS)
+        self._join_any.append(False)
+        self._loop_controller.append(False)
+        self._fallback.append(None)
+        self._inherited_pairs.append(())
+        self._out_edges.append([])
+        self._own_pairs.append(())
 
     def _wire(self, node: int, targets: list[int]) -> None:
         edges = []
@@ -919,16 +923,7 @@ class RunState:
         if dynamic:
             self._own_dynamic()
             for k, (preds, targets) in enumerate(dynamic):
-                self.status.append(PENDING)
-                self.wave.append(0)
-                self._preds.append(preds)
-                self._back_preds.append(_NO_PREDS)
-                self._join_any.append(False)
-                self._loop_controller.append(False)
-                self._fallback.append(None)
-                self._inherited_pairs.append(())
-                self._out_edges.append([])
-                self._own_pairs.append(())
+                self._append_dynamic_node(preds)
                 self._wire(first + k, targets)
         self.status[: len(status)] = status
         self.wave[: len(wave)] = wave
