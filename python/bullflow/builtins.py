@@ -57,14 +57,14 @@ def sleep_node(ctx: NodeContext) -> Any:
     return ctx.input
 
 
-def loop_controller_node(ctx: NodeContext) -> NodeResult:
+async def loop_controller_node(ctx: NodeContext) -> NodeResult:
     """Evaluate ``params.condition`` against the context: true -> action ``continue``,
     false -> action ``break``."""
     condition = ctx.params.get("condition")
     if not isinstance(condition, str):
         raise FatalNodeError(f"Loop controller '{ctx.node_id}' needs a string 'condition' parameter")
     try:
-        value = compile_expression(condition).evaluate(ctx.context.as_mapping())
+        value = await ctx.context.evaluate(compile_expression(condition))
     except ExpressionError as err:
         raise FatalNodeError(f"Loop controller '{ctx.node_id}': {err}", cause=err) from err
     if is_truthy(value):

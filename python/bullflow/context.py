@@ -8,7 +8,10 @@ writes first (read-your-writes).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .expressions import Expression
 
 __all__ = ["DELETED", "NodeContextView"]
 
@@ -64,6 +67,10 @@ class NodeContextView:
         for key, value in writes.items():
             if value is not DELETED:
                 yield key, value
+
+    async def evaluate(self, expression: Expression) -> Any:
+        """Evaluate an expression against the context as this node sees it."""
+        return expression.evaluate(self.as_mapping())
 
     def as_mapping(self) -> Mapping[str, Any]:
         """A read-only view of the context as this node sees it (no copy when nothing was

@@ -106,6 +106,8 @@ class _ConditionScope(Mapping[str, Any]):
 class _Run:
     """One execution (or resumption) of a blueprint."""
 
+    first_attempt = 1  # the attempt number a node execution starts counting at
+
     def __init__(
         self,
         runtime: FlowRuntime,
@@ -302,8 +304,9 @@ class _Run:
         node = self.nodes[i]
         d = node.definition
         impl: Any = self.registry.get(d.uses)
-        view = NodeContextView(self.data)
+        view = self._new_view()
         ctx = NodeContext(view, self._resolve_input(node), d, self)
+        ctx.attempt = self.first_attempt
         if self.bus is not None:
             await self._emit(
                 "node:start",
@@ -359,6 +362,17 @@ class _Run:
         node_result = result if result.__class__ is NodeResult else NodeResult(output=result)
         return _Outcome("success", node_result, None, view, ctx.awaiting)
 
+    def _new_view(self) -> NodeContextView:
+        return NodeContextView(self.data)
+
+    def _attempts(self, node: CompiledNode) -> int:
+        """Attempts this execution makes (a distributed job makes one; the queue retries)."""
+        return node.max_attempts
+
+    def _last_attempt(self) -> bool:
+        """Whether a failure now is final (class-node ``fallback()`` runs only then)."""
+        return True
+
     def _node_error(self, d: NodeDefinition, exc: BaseException) -> NodeError:
         if isinstance(exc, NodeError):
             if exc.node_id is None:
@@ -391,7 +405,7 @@ class _Run:
             except WorkflowCancelledError:
                 raise
             except Exception as exc:
-                if isinstance(exc, NodeError) and exc.is_fatal:
+                if (isinstance(exc, NodeError) and exc.is_fatal) or not self._last_attempt():
                     raise
                 last_error = exc
                 exec_result = await _maybe_await(instance.fallback(exc, ctx))
@@ -407,10 +421,11 @@ class _Run:
                     logger.warning("recover() of node %r raised", d.id, exc_info=True)
 
     async def _with_retries(self, ctx: NodeContext, node: CompiledNode, call: Callable[[], Any]) -> Any:
-        attempts = node.max_attempts
+        attempts = self._attempts(node)
         signal = self.signal
         view = ctx.context
-        for attempt in range(1, attempts + 1):
+        first = ctx.attempt
+        for attempt in range(first, first + attempts):
             signal.raise_if_cancelled()
             ctx.attempt = attempt
             try:
@@ -423,7 +438,7 @@ class _Run:
             except WorkflowCancelledError:
                 raise
             except Exception as exc:
-                if attempt >= attempts or (isinstance(exc, NodeError) and exc.is_fatal):
+                if attempt >= first + attempts - 1 or (isinstance(exc, NodeError) and exc.is_fatal):
                     raise
                 view.discard()
                 logger.warning("node %r attempt %d of %d failed: %r", node.id, attempt, attempts, exc)
@@ -651,17 +666,8 @@ class _Run:
             ):
                 continue  # a late arrival (an 'any' join that already fired) changes nothing
             td = target.definition
-            value = result.output
+            value = self._edge_input(node, edge, target, result, data)
             if edge.transform is not None:
-                inputs = td.inputs
-                source_id = edge.definition.source if edge.definition else node.id
-                if isinstance(inputs, str) and inputs != source_id:
-                    key = inputs if inputs.startswith("_") else "_outputs." + inputs
-                    if key in data:
-                        value = data[key]
-                value = self._evaluate(node, edge.transform, {"input": value, "context": data})
-                if value is _MISSING:
-                    value = None
                 self.transformed.add(edge.target)
             data["_inputs." + td.id] = value
             if self.bus is not None:
@@ -675,6 +681,28 @@ class _Run:
                         "executionId": self.run_id,
                     },
                 )
+
+    def _edge_input(
+        self,
+        node: CompiledNode,
+        edge: CompiledEdge,
+        target: CompiledNode,
+        result: NodeResult,
+        data: Mapping[str, Any],
+    ) -> Any:
+        """The input an edge hands its target: the output, or what the edge's transform makes of
+        it (when the target names another input source, the transform starts from that)."""
+        value = result.output
+        if edge.transform is None:
+            return value
+        inputs = target.definition.inputs
+        source_id = edge.definition.source if edge.definition else node.id
+        if isinstance(inputs, str) and inputs != source_id:
+            key = inputs if inputs.startswith("_") else "_outputs." + inputs
+            if key in data:
+                value = data[key]
+        value = self._evaluate(node, edge.transform, {"input": value, "context": data})
+        return None if value is _MISSING else value
 
     # ------------------------------------------------------------------------ dynamic nodes
     @staticmethod

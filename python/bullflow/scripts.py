@@ -1,13 +1,16 @@
 """The Lua coordination scripts (``bullflow/lua/``): loaded once, run with EVALSHA (loaded again
-on NOSCRIPT), one typed method per script; return codes map to :class:`ScriptCode` and errors to
-:class:`ScriptError`."""
+on NOSCRIPT); return codes map to :class:`ScriptCode` and errors to :class:`ScriptError`.
+
+An entry script may pull in shared functions with a line ``-- @include "<name>"``: the text of
+``lua/includes/<name>.lua`` (one ``local function <name>`` each) replaces the line, once per
+script, before the script is hashed and loaded."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 _FILE_NAME = re.compile(r"^([a-z][A-Za-z0-9]*)-(\d+)\.lua$")
 _HEADER = re.compile(r"\A--\[\[(.*?)\]\]", re.S)
 _KEY_LINE = re.compile(r"^\s*KEYS\[(\d+)\]", re.M)
+_INCLUDE = re.compile(r'^-- @include "([A-Za-z0-9]+)"[ \t]*$', re.M)
 
 
 class ScriptCode(IntEnum):
@@ -35,6 +39,10 @@ class ScriptCode(IntEnum):
     STORED = 1
     ALREADY_PRESENT = 0
     BAD_ARGUMENTS = -1
+    NOT_RUNNING = -2
+    GRAPH_MISSING = -4
+    UNKNOWN_RUN = -5
+    NOT_AWAITING = -6
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +53,10 @@ class LuaScript:
     sha: str
 
     @classmethod
-    def parse(cls, file_name: str, source: str) -> LuaScript:
+    def parse(cls, file_name: str, source: str, includes: Mapping[str, str] | None = None) -> LuaScript:
         """A script from its file name (``<verbNoun>-<N>.lua``) and text; the header's ``KEYS[i]``
-        lines must be exactly ``KEYS[1]`` .. ``KEYS[N]``."""
+        lines must be exactly ``KEYS[1]`` .. ``KEYS[N]``. ``-- @include`` lines are replaced by
+        the named entries of ``includes``."""
         match = _FILE_NAME.match(file_name)
         if match is None:
             raise ScriptError("the file name must be <lowerCamelVerbNoun>-<numKeys>.lua", script=file_name)
@@ -62,16 +71,39 @@ class LuaScript:
             raise ScriptError(
                 f"the header declares KEYS {declared}, the file name says {num_keys}", script=file_name
             )
+        source = _expand_includes(file_name, source, includes or {})
         return cls(match.group(1), num_keys, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+def _expand_includes(file_name: str, source: str, includes: Mapping[str, str]) -> str:
+    seen: set[str] = set()
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in seen:
+            return ""
+        seen.add(name)
+        text = includes.get(name)
+        if text is None:
+            raise ScriptError(f"includes {name!r}, which is not in lua/includes/", script=file_name)
+        return _INCLUDE.sub(replace, text.rstrip("\n"))
+
+    return _INCLUDE.sub(replace, source)
 
 
 @cache
 def load_scripts() -> dict[str, LuaScript]:
     """Every entry script shipped in ``bullflow/lua`` by name."""
+    root = resources.files("bullflow").joinpath("lua")
+    includes = {
+        entry.name.removesuffix(".lua"): entry.read_text(encoding="utf-8")
+        for entry in root.joinpath("includes").iterdir()
+        if entry.name.endswith(".lua") and entry.is_file()
+    }
     scripts: dict[str, LuaScript] = {}
-    for entry in sorted(resources.files("bullflow").joinpath("lua").iterdir(), key=lambda e: e.name):
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".lua") and entry.is_file():
-            script = LuaScript.parse(entry.name, entry.read_text(encoding="utf-8"))
+            script = LuaScript.parse(entry.name, entry.read_text(encoding="utf-8"), includes)
             scripts[script.name] = script
     return scripts
 

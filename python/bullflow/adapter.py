@@ -1,0 +1,768 @@
+"""The distributed worker: :class:`BullMQAdapter` consumes ``executeNode`` jobs with the ``bullmq``
+package and runs each node with the in-process runtime's executor, then commits the outcome with
+one coordination call (``completeNode`` / ``failNode``).
+
+Per job: one pipelined read (the run's coordination fields for the node and the state fields the
+node is known to need), the node, one commit. A job for a node that is not ready for that
+iteration (a replay after a crash, a job of a cancelled or finished run) is acknowledged without
+running anything. Retries are the queue's: a failed attempt raises so bullmq retries it with the
+node's backoff, and only the last attempt fails the node (or hands over to its fallback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any, cast
+
+from bullmq import UnrecoverableError, Worker
+from redis.asyncio import Redis
+
+from . import keys
+from ._impl import decode_value, encode_value
+from ._pure.graph import PENDING
+from .blueprint import Blueprint, BlueprintSource, NodeDefinition, load_blueprint
+from .cancellation import CancellationSignal
+from .compile import CompiledBlueprint, CompiledNode, dynamic_node
+from .coordination import CoordinationStore, NodeCommit, RedisCoordinationStore, RunOptions
+from .exceptions import BullflowError, CodecError, NodeError
+from .execution import _lookup, _node_definition, _Outcome, _Run
+from .nodes import NodeImplementation, NodeResult
+from .redis_context import RedisContext, evaluate_lazily
+from .runtime import FlowRuntime
+from .settings import RedisSettings
+
+__all__ = ["BullMQAdapter"]
+
+logger = logging.getLogger(__name__)
+
+_READY = 1
+_RUN_FIELDS = ("st", "g", "bp")
+_MAX_LEARNED_KEYS = 64
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+
+class _Nodes:
+    """``nodes[i]`` for a job: the compiled nodes plus the one dynamic node it runs."""
+
+    __slots__ = ("_extra", "_static")
+
+    def __init__(self, static: list[CompiledNode], extra: CompiledNode | None) -> None:
+        self._static = static
+        self._extra = extra
+
+    def __getitem__(self, i: int) -> CompiledNode:
+        if self._extra is not None and i == self._extra.index:
+            return self._extra
+        return self._static[i]
+
+    def __len__(self) -> int:
+        return len(self._static)
+
+
+class _FallbackOrigin:
+    """The one run-state query edge selection makes (for a fallback node carrying edges)."""
+
+    __slots__ = ("origin",)
+
+    def __init__(self, origin: int | None) -> None:
+        self.origin = origin
+
+    def fallback_origin(self, i: int) -> int | None:
+        return self.origin
+
+    def node_status(self, i: int) -> int:
+        return PENDING
+
+
+class _JobRun(_Run):
+    """The executor of :class:`bullflow.FlowRuntime` set up for one job: a single node, its
+    context read from Redis, one attempt per job (the queue retries)."""
+
+    def __init__(
+        self,
+        runtime: FlowRuntime,
+        compiled: CompiledBlueprint,
+        run_id: str,
+        view: RedisContext,
+        node_input: Any,
+        nodes: _Nodes,
+        signal: CancellationSignal,
+        *,
+        attempt: int,
+        attempts: int | None,
+        last_attempt: bool,
+        fallback_origin: int | None,
+    ) -> None:
+        # Deliberately not calling _Run.__init__: no run-wide scheduler state for one job.
+        self.runtime = runtime
+        self.compiled = compiled
+        self.blueprint_id = compiled.blueprint.id
+        self.data = cast("dict[str, Any]", view.loaded)
+        self.signal = signal
+        self.limit = 1
+        self.extra_registry = None
+        self.registry = runtime.registry
+        self.run_id = run_id
+        self.bus = runtime.event_bus
+        self.middleware = runtime.middleware
+        self.scheduler = cast("Any", _FallbackOrigin(fallback_origin))
+        self.nodes = cast("Any", nodes)
+        self.index = compiled.index
+        self.errors = []
+        self.skipped = []
+        self.transformed = set()
+        self.awaiting = {}
+        self.emit_workflow_events = False
+        self._completions = cast("Any", None)
+        self._events = deque()
+        self._wakeup = None
+        self.view = view
+        self.node_input = node_input
+        self.first_attempt = attempt
+        self.attempt_limit = attempts
+        self.is_last = last_attempt
+
+    def _new_view(self) -> RedisContext:
+        return self.view
+
+    def _resolve_input(self, node: CompiledNode) -> Any:
+        return self.node_input
+
+    def _attempts(self, node: CompiledNode) -> int:
+        return node.max_attempts if self.attempt_limit is None else 1
+
+    def _last_attempt(self) -> bool:
+        return self.is_last
+
+
+class BullMQAdapter:
+    """A worker of distributed runs (Flowcraft's ``BullMQAdapter``).
+
+    ``registry`` maps ``uses`` keys to node implementations (the built-ins are included);
+    ``blueprints`` are the blueprints runs may start from (mapping id -> blueprint, or a list);
+    ``connection`` is a Redis URL or :class:`RedisSettings`; ``coordination_store`` is
+    ``"lua"`` (default, :class:`RedisCoordinationStore`), ``"python"``
+    (:class:`~bullflow.python_coordination.PythonCoordinationStore`) or a store instance;
+    ``concurrency`` is the number of jobs this process runs at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Mapping[str, NodeImplementation] | None = None,
+        blueprints: Mapping[str, BlueprintSource] | Iterable[BlueprintSource] | None = None,
+        connection: str | RedisSettings = "redis://127.0.0.1:6379/0",
+        queue_name: str = keys.DEFAULT_QUEUE,
+        coordination_store: str | CoordinationStore = "lua",
+        concurrency: int = 5,
+        runtime: FlowRuntime | None = None,
+        run_options: RunOptions | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        lock_duration_ms: int = 30_000,
+        stalled_interval_ms: int = 30_000,
+        max_stalled_count: int = 1,
+        worker_name: str | None = None,
+    ) -> None:
+        self.settings = (
+            connection if isinstance(connection, RedisSettings) else RedisSettings.from_url(connection)
+        )
+        self.runtime = runtime or FlowRuntime(registry=registry, blueprints=blueprints)
+        if runtime is not None and registry:
+            self.runtime.registry.update(registry)
+        if runtime is not None and blueprints is not None:
+            items = blueprints.items() if isinstance(blueprints, Mapping) else ((None, b) for b in blueprints)
+            for key, source in items:
+                self.runtime.register_blueprint(source, id=key)
+        self.queue_name = queue_name
+        self.concurrency = max(1, int(concurrency))
+        self.run_options = run_options or RunOptions(queue_name=queue_name)
+        self.max_payload_bytes = max_payload_bytes
+        self._store_choice = coordination_store
+        self.store: CoordinationStore | None = (
+            None if isinstance(coordination_store, str) else coordination_store
+        )
+        self.redis: Redis | None = None
+        self.worker: Worker | None = None
+        self._worker_opts: dict[str, Any] = {
+            "concurrency": self.concurrency,
+            "prefix": self.run_options.queue_prefix,
+            "lockDuration": lock_duration_ms,
+            "stalledInterval": stalled_interval_ms,
+            "maxStalledCount": max_stalled_count,
+            "autorun": False,
+        }
+        if worker_name:
+            self._worker_opts["name"] = worker_name
+        self._compiled_by_hash: dict[str, CompiledBlueprint] = {}
+        self._compiled_by_id: dict[str, tuple[Blueprint, CompiledBlueprint]] = {}
+        self._learned: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._signals: dict[str, set[CancellationSignal]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event() if _has_loop() else None
+        self.jobs_processed = 0
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Connect and start consuming jobs (call inside a running event loop)."""
+        if self.worker is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._closed is None:
+            self._closed = asyncio.Event()
+        self.redis = self.settings.client()
+        if self.store is None:
+            self.store = _make_store(
+                self._store_choice, self.redis, self.queue_name, self.run_options.queue_prefix
+            )
+        connection = {
+            k: v for k, v in self.settings.redis_kwargs().items() if v is not None or k == "socket_timeout"
+        }
+        self.worker = Worker(self.queue_name, self._process, {**self._worker_opts, "connection": connection})
+        self._run_task = loop.create_task(self._run_worker())
+        self._listener = loop.create_task(self._listen_for_cancellations())
+        logger.info("worker listening for jobs on queue %r", self.queue_name)
+
+    async def _run_worker(self) -> None:
+        assert self.worker is not None
+        try:
+            await self.worker.run()
+        finally:
+            if self._closed is not None:
+                self._closed.set()
+
+    async def run(self) -> None:
+        """Start (if needed) and serve until :meth:`close`."""
+        self.start()
+        assert self._closed is not None
+        await self._closed.wait()
+
+    async def close(self, *, force: bool = False, timeout: float = 30.0) -> None:
+        """Stop taking jobs; wait for the running ones to finish (up to ``timeout`` seconds, then
+        stop them; their jobs go back to the queue when their locks expire)."""
+        worker = self.worker
+        if worker is not None:
+            try:
+                await asyncio.wait_for(worker.close(force), timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                logger.warning("worker did not finish its jobs within %.0f s; stopping them", timeout)
+                for signals in self._signals.values():
+                    for signal in signals:
+                        signal.cancel("worker shutting down")
+                with contextlib.suppress(Exception, asyncio.TimeoutError):
+                    await asyncio.wait_for(worker.close(True), 5)
+        for task in (self._listener, self._run_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self._closed is not None:
+            self._closed.set()
+
+    async def __aenter__(self) -> BullMQAdapter:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------------------ blueprints
+    def compiled_for(self, blueprint_id: str) -> CompiledBlueprint | None:
+        bp = self.runtime.get_blueprint(blueprint_id)
+        if bp is None:
+            return None
+        hit = self._compiled_by_id.get(blueprint_id)
+        if hit is not None and hit[0] is bp:
+            return hit[1]
+        compiled = self.runtime.compile(bp)
+        self._compiled_by_id[blueprint_id] = (bp, compiled)
+        self._compiled_by_hash[compiled.content_hash] = compiled
+        return compiled
+
+    async def _compiled_by_graph(self, graph_hash: str) -> CompiledBlueprint:
+        hit = self._compiled_by_hash.get(graph_hash)
+        if hit is not None:
+            return hit
+        assert self.redis is not None
+        raw = await cast("Any", self.redis.hget(keys.graph_key(graph_hash), "bp"))
+        if raw is None:
+            raise BullflowError(f"the run's blueprint version {graph_hash[:12]} is not stored in Redis")
+        compiled = self.runtime.compile(load_blueprint(raw))
+        if compiled.content_hash != graph_hash:
+            raise BullflowError(f"stored blueprint {graph_hash[:12]} does not match its content hash")
+        self._compiled_by_hash[graph_hash] = compiled
+        return compiled
+
+    # ------------------------------------------------------------------------- cancellation
+    async def _listen_for_cancellations(self) -> None:
+        assert self.redis is not None
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(keys.CANCEL_CHANNEL)
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    run_id = (
+                        message["data"].decode()
+                        if isinstance(message["data"], bytes)
+                        else str(message["data"])
+                    )
+                    for signal in list(self._signals.get(run_id, ())):
+                        signal.cancel("cancelled")
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except Exception:
+                logger.warning("cancel listener lost its connection; reconnecting", exc_info=True)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(1)
+
+    # ------------------------------------------------------------------------------ processing
+    async def _process(self, job: Any, token: str) -> None:
+        data = job.data if isinstance(job.data, Mapping) else {}
+        run_id = data.get("runId")
+        node_id = data.get("nodeId")
+        blueprint_id = data.get("blueprintId")
+        if not isinstance(run_id, str) or not run_id or not isinstance(node_id, str):
+            logger.error("job %s has no runId/nodeId (data %r); acknowledged without running", job.id, data)
+            return
+        try:
+            await self._process_node(job, run_id, node_id, blueprint_id, data)
+        finally:
+            self.jobs_processed += 1
+
+    async def _process_node(
+        self, job: Any, run_id: str, node_id: str, blueprint_id: Any, data: Mapping[str, Any]
+    ) -> None:
+        redis = self.redis
+        store = self.store
+        assert redis is not None and store is not None
+        iteration = _int(data.get("iteration"))
+        dyn_index = data.get("index")
+        local = self.compiled_for(blueprint_id) if isinstance(blueprint_id, str) else None
+        compiled = local
+        if isinstance(dyn_index, int):
+            index: int | None = dyn_index
+        else:
+            index = compiled.index.get(node_id) if compiled is not None else None
+
+        reply = await self._read(run_id, compiled, index)
+        if reply["st"] is None:
+            if not await self._adopt(run_id, blueprint_id, local):
+                return
+            reply = await self._read(run_id, compiled, index)
+        graph_hash = reply["g"]
+        if compiled is None or graph_hash != compiled.content_hash:
+            try:
+                compiled = await self._compiled_by_graph(graph_hash)
+            except BullflowError as err:
+                logger.error("run %s: %s; job %s acknowledged", run_id, err, job.id)
+                return
+            if not isinstance(dyn_index, int):
+                index = compiled.index.get(node_id)
+            reply = await self._read(run_id, compiled, index)
+        if reply["st"] != "running":
+            logger.debug("run %s is %s; job %s acknowledged without running", run_id, reply["st"], job.id)
+            return
+        if index is None:
+            logger.error(
+                "run %s: blueprint %r has no node %r; job %s acknowledged",
+                run_id,
+                compiled.id,
+                node_id,
+                job.id,
+            )
+            return
+        if reply["s"] != _READY or reply["it"] != iteration:
+            logger.debug(
+                "run %s node %s iteration %d is settled already; job %s acknowledged",
+                run_id,
+                node_id,
+                iteration,
+                job.id,
+            )
+            return
+
+        view: RedisContext = reply["view"]
+        if reply["d"] is not None:
+            record = decode_value(reply["d"], f"d:{index}")
+            node = dynamic_node(
+                index, _node_definition(record["def"]), [(-1, int(t)) for t in record["targets"]]
+            )
+        else:
+            node = compiled.nodes[index]
+        nodes = _Nodes(compiled.nodes, node if reply["d"] is not None else None)
+        opts = job.opts if isinstance(job.opts, Mapping) else {}
+        attempts = opts.get("attempts")
+        attempts_made = int(getattr(job, "attemptsMade", 0) or 0)
+        limit = int(attempts) if isinstance(attempts, int) and attempts > 0 else None
+        last = limit is None or attempts_made + 1 >= limit
+        graph = compiled.content_hash
+
+        try:
+            if reply["rs"] is not None:
+                outcome = await self._resumed_outcome(run_id, compiled, node, view, reply["rs"])
+            else:
+                node_input = await self._node_input(node, view, reply["t"])
+                signal = CancellationSignal()
+                job_run = _JobRun(
+                    self.runtime,
+                    compiled,
+                    run_id,
+                    view,
+                    node_input,
+                    nodes,
+                    signal,
+                    attempt=attempts_made + 1,
+                    attempts=limit,
+                    last_attempt=last,
+                    fallback_origin=reply["ff"],
+                )
+                self._signals.setdefault(run_id, set()).add(signal)
+                try:
+                    outcome = await job_run._execute(index)
+                finally:
+                    signals = self._signals.get(run_id)
+                    if signals is not None:
+                        signals.discard(signal)
+                        if not signals:
+                            del self._signals[run_id]
+            commit = await self._commit_for(run_id, compiled, nodes, node, iteration, view, outcome, last)
+        except CodecError as err:
+            message = f"Node '{node.id}': {err}"
+            await store.fail_node(run_id, graph, index, iteration, message)
+            raise UnrecoverableError(message) from err
+        if commit is None:
+            return
+        if isinstance(commit, BaseException):
+            raise commit
+        self._learn(graph, index, view)
+        result = await store.complete_node(commit)
+        logger.debug(
+            "run %s node %s: %s, %d enqueued, run %s",
+            run_id,
+            node.id,
+            commit.mode,
+            result.enqueued,
+            result.status,
+        )
+
+    async def _commit_for(
+        self,
+        run_id: str,
+        compiled: CompiledBlueprint,
+        nodes: _Nodes,
+        node: CompiledNode,
+        iteration: int,
+        view: RedisContext,
+        outcome: _Outcome,
+        last: bool,
+    ) -> NodeCommit | BaseException | None:
+        """The commit for an execution's outcome; an exception to raise (a retry); or None
+        (nothing to commit: the node failed for good and failNode ran, or it was cancelled)."""
+        store = self.store
+        assert store is not None
+        graph = compiled.content_hash
+        kind = outcome.kind
+        if kind == "cancelled":
+            return None
+        if kind in ("failed", "fallback"):
+            error = outcome.error
+            assert error is not None
+            if not last and not error.is_fatal:
+                return error  # the queue retries it (with the node's backoff)
+            if kind == "failed":
+                await store.fail_node(run_id, graph, node.index, iteration, str(error))
+                logger.info("run %s: node %r failed: %s", run_id, node.id, error.cause or error)
+                return UnrecoverableError(str(error))
+            writes = [("_outputs." + node.id, "null"), (node.id, "null")]
+            return NodeCommit(run_id, graph, node.index, iteration, mode="fallback", writes=writes)
+
+        result = outcome.result
+        assert result is not None
+        output = result.output
+        await view.set("_outputs." + node.id, output)
+        await view.set(node.id, output)
+        writes = self._encoded_writes(node, view)
+        commit = NodeCommit(run_id, graph, node.index, iteration, writes=writes)
+        if outcome.awaiting is not None:
+            details = outcome.awaiting
+            if details.get("reason") == "timer" and isinstance(details.get("wakeUpAt"), str):
+                commit.mode = "sleep"
+                commit.sleep_ms = max(1, _ms_until(details["wakeUpAt"]))
+            else:
+                commit.mode = "await"
+                commit.awaiting = details
+            return commit
+
+        job_run = _JobRun(
+            self.runtime,
+            compiled,
+            run_id,
+            view,
+            None,
+            nodes,
+            CancellationSignal(),
+            attempt=1,
+            attempts=1,
+            last_attempt=True,
+            fallback_origin=None,
+        )
+        origin = await self._fallback_origin(run_id, node)
+        job_run.scheduler = cast("Any", _FallbackOrigin(origin))
+
+        def decide(scope: Mapping[str, Any]) -> tuple[list[Any], list[tuple[int, str, Any, bool]], list[Any]]:
+            job_run.data = cast("dict[str, Any]", scope)
+            job_run.errors = []
+            job_run._events.clear()
+            taken = job_run._select_edges(node, result)
+            inputs = []
+            for edge in taken:
+                if edge.target >= len(nodes):
+                    continue  # a node added while running takes its input from its definition
+                target = nodes[edge.target]
+                value = job_run._edge_input(node, edge, target, result, scope)
+                inputs.append((edge.target, "_inputs." + target.id, value, edge.transform is not None))
+            return taken, inputs, list(job_run.errors)
+
+        taken, inputs, errors = await evaluate_lazily(view, decide)
+        commit.taken = None if len(taken) == len(node.out_edges) else [e.index for e in taken]
+        commit.inputs = [(t, f, encode_value(v, f).decode(), tr) for t, f, v, tr in inputs]
+        commit.errors = [{"nodeId": e.node_id or node.id, "message": e.message} for e in errors]
+        if result.dynamic_nodes:
+            commit.dynamic = self._dynamic_payload(compiled, result)
+        return commit
+
+    def _encoded_writes(self, node: CompiledNode, view: RedisContext) -> list[tuple[str, str | None]]:
+        from .context import DELETED
+
+        writes: list[tuple[str, str | None]] = []
+        size = 0
+        for key, value in view.pending_writes().items():
+            if value is DELETED:
+                writes.append((key, None))
+                continue
+            try:
+                text = encode_value(value, key).decode()
+            except CodecError as err:
+                raise CodecError(f"returned or wrote a value JSON cannot hold: {err}", key=key) from err
+            size += len(text)
+            writes.append((key, text))
+        if size > self.max_payload_bytes:
+            raise CodecError(
+                f"wrote {size:,} bytes of context, over the limit of {self.max_payload_bytes:,} (max_payload_bytes)",
+                key="_outputs." + node.id,
+            )
+        return writes
+
+    @staticmethod
+    def _dynamic_payload(compiled: CompiledBlueprint, result: NodeResult) -> dict[str, Any]:
+        defs = [
+            d if isinstance(d, NodeDefinition) else _node_definition(d) for d in result.dynamic_nodes or ()
+        ]
+        output = result.output if isinstance(result.output, Mapping) else {}
+        gather = compiled.index.get(str(output.get("gatherNodeId")))
+        workers = [d for d in defs if d.uses != "batch-scatter"]
+        continuation = [d for d in defs if d.uses == "batch-scatter"][:1]
+        payload: dict[str, Any] = {
+            "gather": -1 if gather is None else gather,
+            "workers": [[d.id, encode_value(d.to_dict()).decode()] for d in workers],
+        }
+        if continuation:
+            payload["continuation"] = [continuation[0].id, encode_value(continuation[0].to_dict()).decode()]
+        return payload
+
+    async def _fallback_origin(self, run_id: str, node: CompiledNode) -> int | None:
+        if not node.inherits_edges:
+            return None
+        assert self.redis is not None
+        raw = await cast("Any", self.redis.hget(keys.run_key(run_id), f"ff:{node.index}"))
+        return None if raw is None else int(raw)
+
+    async def _resumed_outcome(
+        self, run_id: str, compiled: CompiledBlueprint, node: CompiledNode, view: RedisContext, raw: bytes
+    ) -> _Outcome:
+        """A resumed wait node or a woken sleep node completes with the resume payload."""
+        payload = decode_value(raw, f"rs:{node.index}")
+        payload = payload if isinstance(payload, Mapping) else {}
+        action = payload.get("action")
+        if "output" in payload:
+            output = payload["output"]
+        else:
+            output = await view.get("_outputs." + node.id)
+        subflow_key = f"_subflowState.{node.id}"
+        state = await view.get(subflow_key)
+        if state is not None:
+            from .builtins import SubflowStillAwaiting, resume_subflow
+
+            shim = _JobRun(
+                self.runtime,
+                compiled,
+                run_id,
+                view,
+                None,
+                _Nodes(compiled.nodes, None),
+                CancellationSignal(),
+                attempt=1,
+                attempts=1,
+                last_attempt=True,
+                fallback_origin=None,
+            )
+            shim.data = {}
+            try:
+                output = await resume_subflow(shim, node, state, payload.get("output"), action)
+            except SubflowStillAwaiting as still:
+                await view.set(subflow_key, still.state)
+                return _Outcome("success", NodeResult(output=None), None, view, {"reason": "subflow"})
+            except NodeError as err:
+                return _Outcome("failed", error=err, view=view)
+            await view.delete(subflow_key)
+            for key, value in shim.data.items():
+                await view.set(key, value)
+            action = None
+        return _Outcome(
+            "success",
+            NodeResult(output=output, action=action if isinstance(action, str) else None),
+            None,
+            view,
+        )
+
+    async def _node_input(self, node: CompiledNode, view: RedisContext, transformed: bool) -> Any:
+        d = node.definition
+        inputs = d.inputs
+        if inputs is None or transformed:
+            return await view.get("_inputs." + d.id)
+        if isinstance(inputs, str):
+            key = inputs
+            return await evaluate_lazily(view, lambda scope: _lookup(scope, key))
+        mapping = dict(inputs)
+        return await evaluate_lazily(
+            view, lambda scope: {name: _lookup(scope, k) for name, k in mapping.items()}
+        )
+
+    # ------------------------------------------------------------------------------ reading
+    async def _read(
+        self, run_id: str, compiled: CompiledBlueprint | None, index: int | None
+    ) -> dict[str, Any]:
+        """One pipelined round trip: the run's fields for the node and the state fields the node
+        is known to read."""
+        redis = self.redis
+        assert redis is not None
+        view = RedisContext(redis, run_id)
+        fields: list[str] = list(_RUN_FIELDS)
+        if index is not None:
+            fields += [f"s:{index}", f"it:{index}", f"t:{index}", f"ff:{index}", f"rs:{index}", f"d:{index}"]
+        prefetch: list[str] = []
+        if compiled is not None and index is not None:
+            learned = self._learned.get((compiled.content_hash, index))
+            if learned is not None:
+                prefetch = list(learned)
+            elif index < len(compiled.nodes):
+                prefetch = ["_inputs." + compiled.nodes[index].id]
+        pipe = redis.pipeline(transaction=False)
+        pipe.hmget(keys.run_key(run_id), fields)
+        if prefetch:
+            pipe.hmget(keys.state_key(run_id), prefetch)
+        replies = await pipe.execute()
+        values = [v.decode() if isinstance(v, bytes) else v for v in replies[0]]
+        if prefetch:
+            view.absorb(prefetch, replies[1])
+        reply: dict[str, Any] = {"st": values[0], "g": values[1], "bp": values[2], "view": view}
+        if index is not None:
+            reply.update(
+                s=_int(values[3]),
+                it=_int(values[4]),
+                t=values[5] is not None,
+                ff=None if values[6] is None else int(values[6]),
+                rs=replies[0][7],
+                d=replies[0][8],
+            )
+        else:
+            reply.update(s=0, it=0, t=False, ff=None, rs=None, d=None)
+        return reply
+
+    def _learn(self, graph_hash: str, index: int, view: RedisContext) -> None:
+        key = (graph_hash, index)
+        if key in self._learned:
+            return
+        fields = [*view.loaded.keys(), *view._absent]
+        if len(fields) <= _MAX_LEARNED_KEYS:
+            self._learned[key] = tuple(dict.fromkeys(fields))
+
+    async def _adopt(self, run_id: str, blueprint_id: Any, compiled: CompiledBlueprint | None) -> bool:
+        """A job for a run without a coordination hash: a run a Flowcraft-style client started
+        (context written, start jobs enqueued) is adopted; anything else fails with a reason."""
+        redis = self.redis
+        store = self.store
+        assert redis is not None and store is not None
+        if not await cast("Any", redis.exists(keys.state_key(run_id))):
+            await self._publish_failure(
+                run_id,
+                f"Run '{run_id}' has no state ({keys.state_key(run_id)} does not exist); its job was dropped.",
+            )
+            return False
+        if compiled is None:
+            await self._publish_failure(
+                run_id, f"Blueprint with ID '{blueprint_id}' not found in the worker's runtime registry."
+            )
+            return False
+        await store.start_run(run_id, compiled, (), self.run_options, adopt=True)
+        return True
+
+    async def _publish_failure(self, run_id: str, reason: str) -> None:
+        """Fail a run that never got a coordination hash (so no script can): the status is
+        written only if none is there (a final status is never overwritten)."""
+        redis = self.redis
+        assert redis is not None
+        text = encode_value({"status": "failed", "reason": reason}).decode()
+        ttl = self.run_options.state_ttl_seconds
+        written = await cast(
+            "Any", redis.set(keys.status_key(run_id), text, nx=True, ex=ttl if ttl > 0 else None)
+        )
+        if written:
+            await cast("Any", redis.publish(keys.status_channel(run_id), text))
+        logger.error("run %s failed: %s", run_id, reason)
+
+
+def _make_store(choice: str, redis: Redis, queue_name: str, queue_prefix: str) -> CoordinationStore:
+    if choice == "lua":
+        return RedisCoordinationStore(redis, queue_name, queue_prefix)
+    if choice == "python":
+        from .python_coordination import PythonCoordinationStore
+
+        return PythonCoordinationStore(redis, queue_name, queue_prefix)
+    raise ValueError(f"coordination_store must be 'lua', 'python' or a store instance, not {choice!r}")
+
+
+def _int(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bytes):
+        value = value.decode()
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _ms_until(iso: str) -> int:
+    wake = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return int((wake - datetime.now(timezone.utc)).total_seconds() * 1000)
+
+
+def _has_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -1,0 +1,270 @@
+"""Starting and following distributed runs: :class:`Client` writes a run's initial context and
+enqueues its start nodes in one ``startRun`` script; :class:`RunHandle` waits for the run's status
+by subscription (``bullflow:status:<runId>``), so ``result()`` returns as soon as the final status
+is published, without polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from . import keys
+from ._impl import decode_value, encode_value
+from .blueprint import BlueprintSource
+from .compile import CompiledBlueprint
+from .coordination import CoordinationStore, RedisCoordinationStore, RunOptions
+from .exceptions import BullflowError, ResumeError
+from .results import WorkflowError, WorkflowResult
+from .runtime import FlowRuntime
+from .scripts import ScriptCode
+from .settings import RedisSettings
+
+__all__ = ["Client", "RunHandle", "result_from_status"]
+
+logger = logging.getLogger(__name__)
+
+_MISSING: Any = object()
+_FINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+def result_from_status(run_id: str, text: bytes | str) -> WorkflowResult:
+    """A :class:`WorkflowResult` from the JSON of ``workflow:status:<runId>``."""
+    status = decode_value(text, keys.status_key(run_id))
+    if not isinstance(status, Mapping):
+        raise BullflowError(f"{keys.status_key(run_id)} does not hold a status object")
+    payload = status.get("payload") if isinstance(status.get("payload"), Mapping) else {}
+    context = payload.get("context") if isinstance(payload.get("context"), Mapping) else {}
+    errors = [
+        WorkflowError(message=str(e.get("message")), node_id=e.get("nodeId"))
+        for e in payload.get("errors") or ()
+        if isinstance(e, Mapping)
+    ]
+    reason = status.get("reason")
+    if reason and not errors and status.get("status") in ("failed", "cancelled"):
+        errors.append(WorkflowError(message=str(reason), node_id=None))
+    blueprint_id = context.get("blueprintId")
+    return WorkflowResult(
+        status=status.get("status"),
+        context=dict(context),
+        errors=errors,
+        run_id=run_id,
+        blueprint_id=blueprint_id if isinstance(blueprint_id, str) else "",
+    )
+
+
+class RunHandle:
+    """A started run."""
+
+    def __init__(self, client: Client, run_id: str, blueprint_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.blueprint_id = blueprint_id
+
+    async def result(self, timeout: float | None = None) -> WorkflowResult:
+        """The run's result once it is published (``completed``, ``failed``, ``cancelled``, or
+        ``awaiting`` when it waits for a resume). Raises ``TimeoutError`` after ``timeout``
+        seconds."""
+        return await self.client.wait_for(self.run_id, timeout)
+
+    async def status(self) -> WorkflowResult | None:
+        return await self.client.status(self.run_id)
+
+    async def cancel(self, reason: str = "cancelled") -> bool:
+        return await self.client.cancel(self.run_id, reason)
+
+    async def resume(
+        self, node_id: str | None = None, *, output: Any = _MISSING, action: str | None = None
+    ) -> str:
+        return await self.client.resume(self.run_id, node_id, output=output, action=action)
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.run_id!r}, blueprint={self.blueprint_id!r})"
+
+
+class Client:
+    """Starts runs on the workers of a queue and follows them.
+
+    ``blueprints`` are the blueprints runs start from (mapping id -> blueprint, or a list);
+    ``connection`` is a Redis URL or :class:`RedisSettings`.
+    """
+
+    def __init__(
+        self,
+        *,
+        blueprints: Mapping[str, BlueprintSource] | Iterable[BlueprintSource] | None = None,
+        connection: str | RedisSettings = "redis://127.0.0.1:6379/0",
+        queue_name: str = keys.DEFAULT_QUEUE,
+        run_options: RunOptions | None = None,
+        coordination_store: CoordinationStore | None = None,
+    ) -> None:
+        self.settings = (
+            connection if isinstance(connection, RedisSettings) else RedisSettings.from_url(connection)
+        )
+        self.runtime = FlowRuntime(blueprints=blueprints)
+        self.queue_name = queue_name
+        self.run_options = run_options or RunOptions(queue_name=queue_name)
+        self.redis: Redis = self.settings.client()
+        self.store: CoordinationStore = coordination_store or RedisCoordinationStore(
+            self.redis, queue_name, self.run_options.queue_prefix
+        )
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
+        self._subscribed: dict[str, asyncio.Future[None]] = {}
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self._listener
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------------------ runs
+    def compiled(self, blueprint_id: str) -> CompiledBlueprint:
+        bp = self.runtime.get_blueprint(blueprint_id)
+        if bp is None:
+            known = ", ".join(sorted(self.runtime.blueprints)) or "none"
+            raise BullflowError(f"unknown blueprint id {blueprint_id!r} (known: {known})")
+        return self.runtime.compile(bp)
+
+    async def start(
+        self, blueprint_id: str, context: Mapping[str, Any] | None = None, run_id: str | None = None
+    ) -> RunHandle:
+        """Start a run: the context (plus ``blueprintId`` and ``blueprintVersion``) is written and
+        the start nodes enqueued in one script. Returns at once; ``result()`` waits."""
+        compiled = self.compiled(blueprint_id)
+        run_id = run_id or str(uuid.uuid4())
+        pairs = [(str(k), encode_value(v, str(k)).decode()) for k, v in (context or {}).items()]
+        outcome = await self.store.start_run(run_id, compiled, pairs, self.run_options)
+        if outcome.code == ScriptCode.ALREADY_PRESENT:
+            raise BullflowError(f"a run with id {run_id!r} exists already")
+        if outcome.code != ScriptCode.STORED:
+            raise BullflowError(f"could not start run {run_id!r}: startRun returned {outcome.code.name}")
+        return RunHandle(self, run_id, compiled.id)
+
+    def handle(self, run_id: str, blueprint_id: str = "") -> RunHandle:
+        """A handle on a run started elsewhere."""
+        return RunHandle(self, run_id, blueprint_id)
+
+    async def status(self, run_id: str) -> WorkflowResult | None:
+        """The run's published status, or None while it runs (or when it is unknown)."""
+        raw = await cast("Any", self.redis.get(keys.status_key(run_id)))
+        return None if raw is None else result_from_status(run_id, raw)
+
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a run; True when this call cancelled it, False when it had finished already."""
+        outcome = await self.store.cancel_run(run_id, reason)
+        if outcome.code == ScriptCode.UNKNOWN_RUN:
+            raise BullflowError(f"unknown run {run_id!r}")
+        return outcome.code == ScriptCode.STORED
+
+    async def resume(
+        self, run_id: str, node_id: str | None = None, *, output: Any = _MISSING, action: str | None = None
+    ) -> str:
+        """Resume a node that waits: it completes with ``output`` (default: its own output) and
+        ``action`` chooses its edges. Returns the resumed node's id."""
+        graph = await cast("Any", self.redis.hget(keys.run_key(run_id), "g"))
+        if graph is None:
+            raise ResumeError(f"Cannot resume: unknown run '{run_id}'.")
+        payload: dict[str, Any] = {}
+        if output is not _MISSING:
+            payload["output"] = output
+        if action is not None:
+            payload["action"] = action
+        code, resumed, _ = await self.store.resume_node(run_id, graph.decode(), node_id, payload)
+        if code == ScriptCode.STORED and resumed is not None:
+            return resumed
+        if code == ScriptCode.NOT_AWAITING:
+            if node_id is None:
+                raise ResumeError("Cannot resume: The run is not in an awaiting state.")
+            raise ResumeError(f"Cannot resume: Node '{node_id}' is not in an awaiting state.")
+        raise ResumeError(f"Cannot resume run '{run_id}': {code.name}")
+
+    async def wait_for(self, run_id: str, timeout: float | None = None) -> WorkflowResult:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._waiters.setdefault(run_id, []).append(future)
+        try:
+            await self._subscribe(run_id)
+            raw = await cast("Any", self.redis.get(keys.status_key(run_id)))
+            if raw is not None and not future.done():
+                future.set_result(raw)
+            text = await asyncio.wait_for(future, timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TimeoutError(f"run {run_id} did not finish within {timeout} s") from None
+        finally:
+            waiters = self._waiters.get(run_id)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(run_id, None)
+                await self._unsubscribe(run_id)
+        return result_from_status(run_id, text)
+
+    # --------------------------------------------------------------------------- pub/sub
+    async def _subscribe(self, run_id: str) -> None:
+        confirmed = self._subscribed.get(run_id)
+        if confirmed is None:
+            if self._pubsub is None:
+                self._pubsub = self.redis.pubsub()
+            confirmed = asyncio.get_running_loop().create_future()
+            self._subscribed[run_id] = confirmed
+            await self._pubsub.subscribe(keys.status_channel(run_id))
+            if self._listener is None or self._listener.done():
+                self._listener = asyncio.get_running_loop().create_task(self._listen())
+        await asyncio.shield(confirmed)
+
+    async def _unsubscribe(self, run_id: str) -> None:
+        if run_id in self._subscribed and self._pubsub is not None:
+            del self._subscribed[run_id]
+            with contextlib.suppress(Exception):
+                await self._pubsub.unsubscribe(keys.status_channel(run_id))
+
+    async def _listen(self) -> None:
+        pubsub = self._pubsub
+        assert pubsub is not None
+        prefix = keys.STATUS_CHANNEL_PREFIX
+        while True:
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("status subscription failed; resubscribing", exc_info=True)
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):
+                    channels = [keys.status_channel(r) for r in self._subscribed]
+                    if channels:
+                        await pubsub.subscribe(*channels)
+                continue
+            if message is None:
+                continue
+            channel = message.get("channel")
+            channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+            run_id = channel[len(prefix) :] if channel.startswith(prefix) else channel
+            kind = message.get("type")
+            if kind == "subscribe":
+                confirmed = self._subscribed.get(run_id)
+                if confirmed is not None and not confirmed.done():
+                    confirmed.set_result(None)
+            elif kind == "message":
+                for future in self._waiters.get(run_id, ()):
+                    if not future.done():
+                        future.set_result(message["data"])

@@ -1,0 +1,25 @@
+--[[
+  The JSON text of workflow:status:<runId>: {status, payload: {context, serializedContext,
+  status, errors}, reason?}. The context is the state hash as one JSON object (its values are
+  JSON text already).
+]]
+local function buildStatus(run, status, reason)
+  local flat = redis.call("HGETALL", run.stateKey)
+  local parts = {}
+  for k = 1, #flat, 2 do
+    local value = flat[k + 1]
+    if value == "" then
+      value = "null"
+    end
+    parts[#parts + 1] = cjson.encode(flat[k]) .. ":" .. value
+  end
+  local context = "{" .. table.concat(parts, ",") .. "}"
+  local errors = redis.call("HGET", run.runKey, "err") or "[]"
+  local text = '{"status":' .. cjson.encode(status) .. ',"payload":{"context":' .. context ..
+    ',"serializedContext":' .. cjson.encode(context) .. ',"status":' .. cjson.encode(status) ..
+    ',"errors":' .. errors .. "}"
+  if reason then
+    text = text .. ',"reason":' .. cjson.encode(reason)
+  end
+  return text .. "}"
+end

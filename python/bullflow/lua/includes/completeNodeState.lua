@@ -1,0 +1,49 @@
+--[[
+  Node i completed and took the edges in taken (a set of edge ids; nil = every outgoing edge):
+  mark it completed and resolve its successors (RunState.complete). A loop controller that
+  continues resets its body first; a fallback node carries the edges of the node it stands in
+  for.
+]]
+local function completeNodeState(run, i, taken)
+  local rec = nodeRecord(run, i)
+  setNodeStatus(run, i, 3)
+  local w = tonumber(redis.call("HGET", run.runKey, "w:" .. i) or "0") + 1
+  local original = tonumber(redis.call("HGET", run.runKey, "ff:" .. i) or "-1")
+  if original >= 0 then
+    redis.call("HDEL", run.runKey, "ff:" .. i)
+  end
+  local takenPairs = {}
+  for _, e in ipairs(rec.edges) do
+    if taken == nil or taken[e[1]] then
+      takenPairs[e[2] .. ">" .. e[3]] = true
+    end
+  end
+  local continuing = false
+  if rec.lc and rec.ls >= 0 then
+    for _, e in ipairs(rec.edges) do
+      if e[3] == rec.ls and takenPairs[e[2] .. ">" .. e[3]] then
+        continuing = true
+      end
+    end
+    if continuing then
+      resetLoopBody(run, rec.body)
+    end
+  end
+  local items = {}
+  local seen = {}
+  for _, e in ipairs(rec.edges) do
+    local s, t = e[2], e[3]
+    local key = s .. ">" .. t
+    if (s == i or s == original) and not seen[key] then
+      seen[key] = true
+      local isTaken = takenPairs[key] == true
+      if isTaken or not continuing then
+        table.insert(items, { t, s, isTaken })
+      end
+    end
+  end
+  if rec.fb >= 0 then
+    table.insert(items, { rec.fb, i, false })
+  end
+  propagate(run, items, w)
+end

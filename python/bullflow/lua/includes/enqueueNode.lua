@@ -1,0 +1,70 @@
+--[[
+  Adds the executeNode job of node i (iteration it) to the BullMQ queue exactly as bullmq's
+  addStandardJob / addDelayedJob scripts (bullmq 3.4.4) do for a job with a custom id and no
+  parent, deduplication or repeat options: job hash {name, data, opts, timestamp, delay,
+  priority}, "added" + "waiting"/"delayed" events, the wait list or the delayed set, and the
+  marker that wakes blocked workers. Job id: <runId>_<nodeId>, plus _<it> after the first
+  iteration. A job id that exists already is left alone (bullmq's duplicate rule). q is the
+  table of queue keys {wait, meta, id, active, events, marker, delayed}.
+]]
+local function enqueueNode(run, q, i, it, delay)
+  local rec = nodeRecord(run, i)
+  local jobId = run.id .. "_" .. rec.id
+  if it > 0 then
+    jobId = jobId .. "_" .. it
+  end
+  local jobKey = run.queue .. jobId
+  local maxEvents = getOrSetMaxEvents(q.meta)
+  redis.call("INCR", q.id)
+  if redis.call("EXISTS", jobKey) == 1 then
+    redis.call("XADD", q.events, "MAXLEN", "~", maxEvents, "*", "event", "duplicated", "jobId", jobId)
+    return jobId
+  end
+  local data = '{"runId":' .. cjson.encode(run.id) .. ',"blueprintId":' .. cjson.encode(run.blueprintId) ..
+    ',"nodeId":' .. cjson.encode(rec.id)
+  if it > 0 then
+    data = data .. ',"iteration":' .. it
+  end
+  if i >= run.nstatic then
+    data = data .. ',"index":' .. i
+  end
+  data = data .. "}"
+  local opts = '{"jobId":' .. cjson.encode(jobId) .. rec.opts .. run.jobOpts
+  if delay > 0 then
+    opts = opts .. ',"delay":' .. delay
+  end
+  opts = opts .. "}"
+  redis.call("HMSET", jobKey, "name", "executeNode", "data", data, "opts", opts, "timestamp", run.now,
+    "delay", delay, "priority", 0)
+  redis.call("XADD", q.events, "*", "event", "added", "jobId", jobId, "name", "executeNode")
+  if delay > 0 then
+    local at = run.now + delay
+    local minScore = at * 0x1000
+    local maxScore = (at + 1) * 0x1000 - 1
+    local score = minScore
+    local last = redis.call("ZREVRANGEBYSCORE", q.delayed, maxScore, minScore, "WITHSCORES", "LIMIT", 0, 1)
+    local current = tonumber(last[2])
+    if current ~= nil then
+      score = current >= maxScore and maxScore or current + 1
+    end
+    redis.call("ZADD", q.delayed, score, jobId)
+    redis.call("XADD", q.events, "MAXLEN", "~", maxEvents, "*", "event", "delayed", "jobId", jobId, "delay", at)
+    local first = redis.call("ZRANGE", q.delayed, 0, 0, "WITHSCORES")
+    local nextAt = tonumber(first[2])
+    if nextAt ~= nil then
+      redis.call("ZADD", q.marker, nextAt / 0x1000, "1")
+    end
+  else
+    local meta = redis.call("HMGET", q.meta, "paused", "concurrency")
+    local pausedOrMaxed = meta[1] ~= false
+    if not pausedOrMaxed and meta[2] then
+      pausedOrMaxed = redis.call("LLEN", q.active) >= tonumber(meta[2])
+    end
+    redis.call("LPUSH", q.wait, jobId)
+    if not pausedOrMaxed then
+      redis.call("ZADD", q.marker, 0, "0")
+    end
+    redis.call("XADD", q.events, "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId", jobId)
+  end
+  return jobId
+end

@@ -1,0 +1,20 @@
+--[[
+  Reads a run's settings from its coordination hash into a table the other functions share:
+  keys, ids, counts, the queue's key prefix, the status channel and a per-call cache of node
+  records. Returns nil when the run hash does not exist.
+]]
+local function loadRun(stateKey, runKey, graphKey, statusKey, runId)
+  local f = redis.call("HMGET", runKey, "bp", "n", "nd", "st", "mw", "ttl", "q", "ch", "jo", "g")
+  if not f[1] then
+    return nil
+  end
+  local t = redis.call("TIME")
+  return {
+    id = runId, stateKey = stateKey, runKey = runKey, graphKey = graphKey, statusKey = statusKey,
+    blueprintId = f[1], nstatic = tonumber(f[2]), ndynamic = tonumber(f[3]), status = f[4],
+    maxWaves = tonumber(f[5]), ttl = tonumber(f[6]), queue = f[7], channel = f[8],
+    jobOpts = f[9] or "", graph = f[10],
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000),
+    records = {}, statuses = {}, ready = {}, skipped = {}, loopError = nil,
+  }
+end

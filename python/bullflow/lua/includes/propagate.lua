@@ -1,0 +1,54 @@
+--[[
+  Resolves predecessor p at target t ({t, p, arrived}) for each work item, in order: an 'any'
+  join or loop controller is ready on the first arrival; an 'all' join is ready once every
+  predecessor resolved and at least one arrived, and skipped when none arrived; a skipped node
+  resolves its successors (and its fallback) as skipped in turn. Back edges are never waited on.
+  The same rule as RunState._propagate (bullflow._pure.graph) and the Rust core.
+]]
+local function propagate(run, items, w)
+  local head = 1
+  while head <= #items do
+    local item = items[head]
+    head = head + 1
+    local t, p, arrived = item[1], item[2], item[3]
+    local rec = nodeRecord(run, t)
+    local st = nodeStatus(run, t)
+    if st ~= 0 then
+      if arrived and st == 3 and rec.lc then
+        makeReady(run, t, w)
+      end
+    elseif rec.back[p] then
+      if arrived then
+        addToSet(run, "a:" .. t, p)
+        if rec.lc or rec.any or not isWaitingOn(run, t) then
+          makeReady(run, t, w)
+        end
+      end
+    elseif arrived and (rec.lc or rec.any) then
+      makeReady(run, t, w)
+    else
+      if arrived then
+        addToSet(run, "a:" .. t, p)
+      end
+      addToSet(run, "r:" .. t, p)
+      if not isWaitingOn(run, t) then
+        if setSize(run, "a:" .. t) > 0 then
+          makeReady(run, t, w)
+        else
+          setNodeStatus(run, t, 4)
+          table.insert(run.skipped, t)
+          local seen = {}
+          for _, e in ipairs(rec.edges) do
+            if e[2] == t and not seen[e[3]] then
+              seen[e[3]] = true
+              table.insert(items, { e[3], t, false })
+            end
+          end
+          if rec.fb >= 0 then
+            table.insert(items, { rec.fb, t, false })
+          end
+        end
+      end
+    end
+  end
+end
