@@ -195,6 +195,8 @@ class Client:
             if node_id is None:
                 raise ResumeError("Cannot resume: The run is not in an awaiting state.")
             raise ResumeError(f"Cannot resume: Node '{node_id}' is not in an awaiting state.")
+        if code == ScriptCode.NOT_RUNNING:
+            raise ResumeError(f"Cannot resume: run '{run_id}' is not in an awaiting state (it has finished).")
         raise ResumeError(f"Cannot resume run '{run_id}': {code.name}")
 
     async def wait_for(self, run_id: str, timeout: float | None = None) -> WorkflowResult:
