@@ -180,7 +180,7 @@ class BullMQAdapter:
                 self.runtime.register_blueprint(source, id=key)
         self.queue_name = queue_name
         self.concurrency = max(1, int(concurrency))
-        self.run_options = run_options or RunOptions(queue_name=queue_name)
+        self.run_options = run_options or RunOptions()
         self.max_payload_bytes = max_payload_bytes
         self._store_choice = coordination_store
         self.store: CoordinationStore | None = (

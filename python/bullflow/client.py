@@ -110,7 +110,7 @@ class Client:
         )
         self.runtime = FlowRuntime(blueprints=blueprints)
         self.queue_name = queue_name
-        self.run_options = run_options or RunOptions(queue_name=queue_name)
+        self.run_options = run_options or RunOptions()
         self.redis: Redis = self.settings.client()
         self.store: CoordinationStore = coordination_store or RedisCoordinationStore(
             self.redis, queue_name, self.run_options.queue_prefix

@@ -43,7 +43,6 @@ _DEFAULT_JOB_OPTIONS = {"removeOnComplete": {"age": 604800}, "removeOnFail": {"a
 class RunOptions:
     """Settings a run is started with (stored in its coordination hash)."""
 
-    queue_name: str = keys.DEFAULT_QUEUE
     queue_prefix: str = keys.DEFAULT_QUEUE_PREFIX
     state_ttl_seconds: int = 86400  # 0 keeps finished runs
     max_waves: int = 10_000

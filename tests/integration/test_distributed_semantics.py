@@ -247,9 +247,9 @@ async def test_a8_infinite_loop_guard_fails_the_run(make_adapter: Any, make_clie
     }
     from bullflow.coordination import RunOptions
 
-    result = await run_distributed(
-        make_adapter, make_client, bp, {"noop": ret(None)}, run_options=RunOptions(max_waves=30)
-    )
+    make_adapter([bp], registry={"noop": ret(None)})
+    client = make_client([bp], run_options=RunOptions(max_waves=30))
+    result = await (await client.start("forever")).result(20)
     assert result.status == "failed"
     assert "Traversal exceeded maximum iterations, possible infinite loop" in result.errors[0].message
 
