@@ -329,15 +329,14 @@ class BullMQAdapter:
 
     # ------------------------------------------------------------------------------ processing
     async def _process(self, job: Any, token: str) -> None:
-        data = job.data if isinstance(job.data, Mapping) else {}
-        run_id = data.get("runId")
-        node_id = data.get("nodeId")
-        blueprint_id = data.get("blueprintId")
-        if not isinstance(run_id, str) or not run_id or not isinstance(node_id, str):
-            logger.error("job %s has no runId/nodeId (data %r); acknowledged without running", job.id, data)
-            return
         try:
-            await self._process_node(job, run_id, node_id, blueprint_id, data)
+            data = job.data if isinstance(job.data, Mapping) else {}
+            run_id = data.get("runId")
+            node_id = data.get("nodeId")
+            if not isinstance(run_id, str) or not run_id or not isinstance(node_id, str):
+                logger.error("job %s has no runId/nodeId (data %r); acknowledged without running", job.id, data)
+                return
+            await self._process_node(job, run_id, node_id, data.get("blueprintId"), data)
         finally:
             self.jobs_processed += 1
 

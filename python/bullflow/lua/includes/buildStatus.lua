@@ -1,7 +1,7 @@
 --[[
   The JSON text of workflow:status:<runId>: {status, payload: {context, serializedContext,
   status, errors}, reason?}. The context is the state hash as one JSON object (its values are
-  JSON text already).
+  JSON text already; a field that is not valid JSON appears as a JSON string of its text).
 ]]
 local function buildStatus(run, status, reason)
   local flat = redis.call("HGETALL", run.stateKey)
@@ -10,6 +10,8 @@ local function buildStatus(run, status, reason)
     local value = flat[k + 1]
     if value == "" then
       value = "null"
+    elseif not pcall(cjson.decode, value) then
+      value = cjson.encode(value) -- a corrupt field is reported as its text, never breaks the JSON
     end
     parts[#parts + 1] = cjson.encode(flat[k]) .. ":" .. value
   end
