@@ -12,7 +12,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 RUST_SOURCES := Cargo.toml Cargo.lock $(shell find rust_core -name '*.rs' 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-python test-rust bench soak lint wheel wheel-smoke redis toolchain deps build clean
+.PHONY: help demo test test-python test-rust bench soak lint wheel wheel-smoke redis toolchain deps build clean node-deps
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ help: ## List the targets
 demo: build ## Run the main job: the content-moderation example, printing its final output
 	$(PY) -m examples.content_moderation
 
-test: build redis ## Install everything needed, then run pytest (slow-marked too), cargo test and the wheel smoke test
+test: build redis node-deps ## Install everything needed, then run pytest (slow-marked too), cargo test and the wheel smoke test
 	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 	cd $(CURDIR) && cargo test --quiet --no-default-features
 	$(MAKE) --no-print-directory wheel-smoke
@@ -77,6 +77,17 @@ $(DEPS_STAMP): pyproject.toml requirements-dev.txt | $(VENV)/bin/python
 	touch $@
 
 deps: $(DEPS_STAMP) ## Create .venv and install the Python packages
+
+NODE_DIR := tests/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+node-deps: ## Install the Node packages of the wire-compatibility tests (tests/node; skipped without npm)
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_STAMP); \
+	else echo "npm not found: the Node compatibility tests will be skipped"; fi
 
 $(BUILD_STAMP): $(DEPS_STAMP) $(RUST_SOURCES) pyproject.toml
 	$(MAKE) --no-print-directory toolchain
