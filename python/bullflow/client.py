@@ -119,6 +119,7 @@ class Client:
         self._listener: asyncio.Task[None] | None = None
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
         self._subscribed: dict[str, asyncio.Future[None]] = {}
+        self._pubsub_lock = asyncio.Lock()
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -204,11 +205,12 @@ class Client:
         future: asyncio.Future[bytes] = loop.create_future()
         self._waiters.setdefault(run_id, []).append(future)
         try:
-            await self._subscribe(run_id)
-            raw = await cast("Any", self.redis.get(keys.status_key(run_id)))
-            if raw is not None and not future.done():
-                future.set_result(raw)
-            text = await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                await self._subscribe(run_id)
+                raw = await cast("Any", self.redis.get(keys.status_key(run_id)))
+                if raw is not None and not future.done():
+                    future.set_result(raw)
+                text = await future
         except (asyncio.TimeoutError, TimeoutError):
             raise TimeoutError(f"run {run_id} did not finish within {timeout} s") from None
         finally:
@@ -224,11 +226,14 @@ class Client:
     async def _subscribe(self, run_id: str) -> None:
         confirmed = self._subscribed.get(run_id)
         if confirmed is None:
-            if self._pubsub is None:
-                self._pubsub = self.redis.pubsub()
             confirmed = asyncio.get_running_loop().create_future()
             self._subscribed[run_id] = confirmed
-            await self._pubsub.subscribe(keys.status_channel(run_id))
+            # One command at a time on the pub/sub connection: redis-py opens the connection on the
+            # first command, and concurrent first commands would each open one.
+            async with self._pubsub_lock:
+                if self._pubsub is None:
+                    self._pubsub = self.redis.pubsub()
+                await self._pubsub.subscribe(keys.status_channel(run_id))
             if self._listener is None or self._listener.done():
                 self._listener = asyncio.get_running_loop().create_task(self._listen())
         await asyncio.shield(confirmed)
@@ -237,7 +242,8 @@ class Client:
         if run_id in self._subscribed and self._pubsub is not None:
             del self._subscribed[run_id]
             with contextlib.suppress(Exception):
-                await self._pubsub.unsubscribe(keys.status_channel(run_id))
+                async with self._pubsub_lock:
+                    await self._pubsub.unsubscribe(keys.status_channel(run_id))
 
     async def _listen(self) -> None:
         pubsub = self._pubsub
