@@ -1,4 +1,5 @@
-"""Benchmark fixtures: a private event loop to time coroutines with pytest-benchmark."""
+"""Benchmark fixtures: a private event loop to time coroutines with pytest-benchmark, and the
+tests' session redis-server (loopback, free port) for the distributed benchmarks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+
+from tests.conftest import redis_server  # noqa: F401  (the session fixture, shared)
 
 T = TypeVar("T")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._impl import IMPL as CORE_IMPL
 from .analysis import BlueprintAnalysis, analyze_blueprint
 from .blueprint import Blueprint, EdgeDefinition, NodeConfig, NodeDefinition, load_blueprint
@@ -36,6 +38,43 @@ try:
 except ImportError:  # pragma: no cover - only without a built extension
     __version__ = "0.0.0"
 
+if TYPE_CHECKING:
+    from .adapter import BullMQAdapter
+    from .client import Client, RunHandle
+    from .coordination import RedisCoordinationStore, RunOptions
+    from .python_coordination import PythonCoordinationStore
+    from .reconciler import Reconciler, ReconciliationStats, create_bullmq_reconciler
+    from .redis_context import RedisContext
+    from .settings import RedisSettings
+
+# The distributed runtime (bullmq, redis-py) is imported on first use, so `import bullflow` stays
+# light for in-process users.
+_LAZY = {
+    "BullMQAdapter": "adapter",
+    "Client": "client",
+    "RunHandle": "client",
+    "RedisContext": "redis_context",
+    "RedisCoordinationStore": "coordination",
+    "PythonCoordinationStore": "python_coordination",
+    "RunOptions": "coordination",
+    "RedisSettings": "settings",
+    "ReconciliationStats": "reconciler",
+    "Reconciler": "reconciler",
+    "create_bullmq_reconciler": "reconciler",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bullflow' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "CORE_IMPL",
     "BaseNode",
@@ -43,8 +82,10 @@ __all__ = [
     "BlueprintAnalysis",
     "BlueprintError",
     "BuilderError",
+    "BullMQAdapter",
     "BullflowError",
     "CancellationSignal",
+    "Client",
     "CodecError",
     "EdgeDefinition",
     "ExpressionError",
@@ -63,7 +104,15 @@ __all__ = [
     "NodeError",
     "NodeResult",
     "NodeTimeoutError",
+    "PythonCoordinationStore",
+    "Reconciler",
+    "ReconciliationStats",
+    "RedisContext",
+    "RedisCoordinationStore",
+    "RedisSettings",
     "ResumeError",
+    "RunHandle",
+    "RunOptions",
     "StrictModeError",
     "SubflowError",
     "WorkflowCancelledError",
@@ -72,6 +121,7 @@ __all__ = [
     "__version__",
     "analyze_blueprint",
     "compile_expression",
+    "create_bullmq_reconciler",
     "evaluate",
     "lint_blueprint",
     "load_blueprint",
