@@ -523,3 +523,15 @@ async def test_sleep_is_a_delayed_job(
     assert result.status == "completed"
     assert time.monotonic() - started >= 0.55
     assert result.context["_outputs.B"] == "after a-out"
+
+
+async def test_a_node_may_write_ten_thousand_keys(make_adapter: Any, make_client: Any) -> None:
+    async def many(ctx: NodeContext) -> int:
+        for i in range(10_000):
+            await ctx.set(f"k{i}", i)
+        return 10_000
+
+    bp = {"id": "many", "nodes": [{"id": "M", "uses": "many"}], "edges": []}
+    result = await run_distributed(make_adapter, make_client, bp, {"many": many})
+    assert result.status == "completed", result.errors
+    assert result.context["k9999"] == 9999 and result.context["_outputs.M"] == 10_000

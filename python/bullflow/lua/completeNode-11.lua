@@ -35,6 +35,7 @@
     0 (ALREADY_PRESENT) replay of a committed or superseded execution, -2 (NOT_RUNNING) the run
     is cancelled or finished, -5 (UNKNOWN_RUN) no such run.
 ]]
+-- @include "callInChunks"
 -- @include "loadRun"
 -- @include "nodeRecord"
 -- @include "nodeStatus"
@@ -88,12 +89,8 @@ for k = 1, nwrites do
     sets[#sets + 1] = value
   end
 end
-if #dels > 0 then
-  redis.call("HDEL", run.stateKey, unpack(dels))
-end
-if #sets > 0 then
-  redis.call("HSET", run.stateKey, unpack(sets))
-end
+callInChunks("HDEL", run.stateKey, dels, 1, 1)
+callInChunks("HSET", run.stateKey, sets, 1, 2)
 pos = pos + 2 * nwrites + 1
 local ninputs = tonumber(ARGV[pos])
 redis.call("HDEL", run.runKey, "rs:" .. i)

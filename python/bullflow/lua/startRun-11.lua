@@ -32,6 +32,7 @@
     {code, number of jobs enqueued, run status}: 1 (STORED) started, 0 (ALREADY_PRESENT) the run
     exists, -4 (GRAPH_MISSING) no graph stored under KEYS[3], -1 (BAD_ARGUMENTS) odd context.
 ]]
+-- @include "callInChunks"
 -- @include "loadRun"
 -- @include "nodeRecord"
 -- @include "nodeStatus"
@@ -63,7 +64,7 @@ redis.call("HSET", KEYS[2], "bp", ARGV[2], "g", meta.hash, "n", meta.nodes, "nd"
   "ts", tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local adopt = ARGV[8] == "1"
 if not adopt and #ARGV >= 10 then
-  redis.call("HSET", KEYS[1], unpack(ARGV, 10))
+  callInChunks("HSET", KEYS[1], ARGV, 10, 2)
 end
 redis.call("HSETNX", KEYS[1], "blueprintId", cjson.encode(ARGV[2]))
 redis.call("HSETNX", KEYS[1], "blueprintVersion", ARGV[9])

@@ -10,6 +10,8 @@
     1 (STORED) when the graph was written, 0 (ALREADY_PRESENT) when it was there already,
     -1 (BAD_ARGUMENTS) when ARGV is empty or odd.
 ]]
+-- @include "callInChunks"
+
 local n = #ARGV
 if n == 0 or n % 2 ~= 0 then
   return -1
@@ -17,5 +19,5 @@ end
 if redis.call("EXISTS", KEYS[1]) == 1 then
   return 0
 end
-redis.call("HSET", KEYS[1], unpack(ARGV))
+callInChunks("HSET", KEYS[1], ARGV, 1, 2)
 return 1
