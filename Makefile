@@ -12,12 +12,15 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 RUST_SOURCES := Cargo.toml Cargo.lock $(shell find rust_core -name '*.rs' 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: help demo test test-python test-rust bench soak lint wheel wheel-smoke redis toolchain deps build clean node-deps
+.PHONY: help demo demo-inprocess test test-python test-rust bench soak lint wheel wheel-smoke redis toolchain deps build clean node-deps
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-demo: build ## Run the main job: the content-moderation example, printing its final output
+demo: build redis ## 1,000 content-moderation runs on 2 worker processes (own redis-server); prints throughput, latency, an output
+	$(PY) -m examples.distributed_demo
+
+demo-inprocess: build ## The content-moderation example once, in-process (no Redis), printing its final output
 	$(PY) -m examples.content_moderation
 
 test: build redis node-deps ## Install everything needed, then run pytest (slow-marked too), cargo test and the wheel smoke test
