@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-
 from tests.conftest import redis_server  # noqa: F401  (the session fixture, shared)
 
 T = TypeVar("T")

@@ -87,9 +87,25 @@ class Pool:
         self.queue = queue
         self.procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.worker_main", "--redis-url", url, "--queue", queue,
-                 "--blueprints", str(blueprint_file), "--concurrency", "20", "--coordination", coordination],
-                cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.integration.worker_main",
+                    "--redis-url",
+                    url,
+                    "--queue",
+                    queue,
+                    "--blueprints",
+                    str(blueprint_file),
+                    "--concurrency",
+                    "20",
+                    "--coordination",
+                    coordination,
+                ],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
             for _ in range(workers)
         ]
@@ -120,7 +136,9 @@ def redis_pid(redis_server: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def pools(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[int, str], Pool]]:
+def pools(
+    redis_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[int, str], Pool]]:
     path = tmp_path_factory.mktemp("bench") / "blueprints.json"
     path.write_text(json.dumps(BLUEPRINTS))
     made: dict[tuple[int, str], Pool] = {}
@@ -190,7 +208,9 @@ def test_distributed(
 
     benchmark.group = f"distributed: {case}"
     run_async(lambda: run_workload(client, blueprint_id, min(runs, 20)))  # warm-up: compile, learn reads
-    expected = {"chain-200": 200, "chain-50": 50, "chain-5000": 5000, "fanout-100": 102, "diamond": 4}[blueprint_id]
+    expected = {"chain-200": 200, "chain-50": 50, "chain-5000": 5000, "fanout-100": 102, "diamond": 4}[
+        blueprint_id
+    ]
     nodes = benchmark.pedantic(once, rounds=3 if blueprint_id != "chain-5000" else 1, iterations=1)
     assert nodes == expected * runs
     run_async(client.close)

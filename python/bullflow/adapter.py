@@ -14,13 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, cast
 
-from bullmq import UnrecoverableError, Worker
+from bullmq import (  # type: ignore[import-untyped]
+    DelayedError,
+    UnrecoverableError,
+    WaitingChildrenError,
+    Worker,
+)
+from bullmq.scripts import raw2NextJobData  # type: ignore[import-untyped]
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from . import keys
 from ._impl import decode_value, encode_value
@@ -148,7 +156,10 @@ class BullMQAdapter:
     ``connection`` is a Redis URL or :class:`RedisSettings`; ``coordination_store`` is
     ``"lua"`` (default, :class:`RedisCoordinationStore`), ``"python"``
     (:class:`~bullflow.python_coordination.PythonCoordinationStore`) or a store instance;
-    ``concurrency`` is the number of jobs this process runs at once.
+    ``concurrency`` is the number of jobs this process runs at once; ``worker_loop`` is
+    ``"chained"`` (default: a job's commit, its acknowledgement and the fetch of the next job in
+    one round trip) or ``"bullmq"`` (the stock ``bullmq.Worker`` loop: commit, then bullmq's own
+    finish and fetch calls).
     """
 
     def __init__(
@@ -167,6 +178,7 @@ class BullMQAdapter:
         stalled_interval_ms: int = 30_000,
         max_stalled_count: int = 1,
         worker_name: str | None = None,
+        worker_loop: str = "chained",
     ) -> None:
         self.settings = (
             connection if isinstance(connection, RedisSettings) else RedisSettings.from_url(connection)
@@ -178,6 +190,9 @@ class BullMQAdapter:
             items = blueprints.items() if isinstance(blueprints, Mapping) else ((None, b) for b in blueprints)
             for key, source in items:
                 self.runtime.register_blueprint(source, id=key)
+        if worker_loop not in ("chained", "bullmq"):
+            raise ValueError(f"worker_loop must be 'chained' or 'bullmq', not {worker_loop!r}")
+        self.worker_loop = worker_loop
         self.queue_name = queue_name
         self.concurrency = max(1, int(concurrency))
         self.run_options = run_options or RunOptions()
@@ -218,12 +233,16 @@ class BullMQAdapter:
         self.redis = self.settings.client()
         if self.store is None:
             self.store = _make_store(
-                self._store_choice, self.redis, self.queue_name, self.run_options.queue_prefix
+                str(self._store_choice), self.redis, self.queue_name, self.run_options.queue_prefix
             )
         connection = {
             k: v for k, v in self.settings.redis_kwargs().items() if v is not None or k == "socket_timeout"
         }
-        self.worker = Worker(self.queue_name, self._process, {**self._worker_opts, "connection": connection})
+        opts = {**self._worker_opts, "connection": connection}
+        if self.worker_loop == "chained":
+            self.worker = _ChainingWorker(self, self.queue_name, opts)
+        else:
+            self.worker = Worker(self.queue_name, self._process, opts)
         self._run_task = loop.create_task(self._run_worker())
         self._listener = loop.create_task(self._listen_for_cancellations())
         logger.info("worker listening for jobs on queue %r", self.queue_name)
@@ -319,30 +338,44 @@ class BullMQAdapter:
                         signal.cancel("cancelled")
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except Exception:
                 logger.warning("cancel listener lost its connection; reconnecting", exc_info=True)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(1)
 
     # ------------------------------------------------------------------------------ processing
     async def _process(self, job: Any, token: str) -> None:
+        """The processor of the stock bullmq loop: run the node, then commit it."""
+        commit = await self.job_commit(job)
+        if commit is not None:
+            assert self.store is not None
+            result = await self.store.complete_node(commit)
+            logger.debug(
+                "run %s node %d: %s, run %s", commit.run_id, commit.index, commit.mode, result.status
+            )
+
+    async def job_commit(self, job: Any) -> NodeCommit | None:
+        """Run the node of one job; returns the commit to apply (None: nothing to commit). A
+        failed attempt that the queue should retry raises."""
         try:
             data = job.data if isinstance(job.data, Mapping) else {}
             run_id = data.get("runId")
             node_id = data.get("nodeId")
             if not isinstance(run_id, str) or not run_id or not isinstance(node_id, str):
-                logger.error("job %s has no runId/nodeId (data %r); acknowledged without running", job.id, data)
-                return
-            await self._process_node(job, run_id, node_id, data.get("blueprintId"), data)
+                logger.error(
+                    "job %s has no runId/nodeId (data %r); acknowledged without running", job.id, data
+                )
+                return None
+            return await self._process_node(job, run_id, node_id, data.get("blueprintId"), data)
         finally:
             self.jobs_processed += 1
 
     async def _process_node(
         self, job: Any, run_id: str, node_id: str, blueprint_id: Any, data: Mapping[str, Any]
-    ) -> None:
+    ) -> NodeCommit | None:
         redis = self.redis
         store = self.store
         assert redis is not None and store is not None
@@ -358,7 +391,7 @@ class BullMQAdapter:
         reply = await self._read(run_id, compiled, index)
         if reply["st"] is None:
             if not await self._adopt(run_id, blueprint_id, local):
-                return
+                return None
             reply = await self._read(run_id, compiled, index)
         graph_hash = reply["g"]
         if compiled is None or graph_hash != compiled.content_hash:
@@ -366,13 +399,13 @@ class BullMQAdapter:
                 compiled = await self._compiled_by_graph(graph_hash)
             except BullflowError as err:
                 logger.error("run %s: %s; job %s acknowledged", run_id, err, job.id)
-                return
+                return None
             if not isinstance(dyn_index, int):
                 index = compiled.index.get(node_id)
             reply = await self._read(run_id, compiled, index)
         if reply["st"] != "running":
             logger.debug("run %s is %s; job %s acknowledged without running", run_id, reply["st"], job.id)
-            return
+            return None
         if index is None:
             logger.error(
                 "run %s: blueprint %r has no node %r; job %s acknowledged",
@@ -381,7 +414,7 @@ class BullMQAdapter:
                 node_id,
                 job.id,
             )
-            return
+            return None
         if reply["s"] != _READY or reply["it"] != iteration:
             logger.debug(
                 "run %s node %s iteration %d is settled already; job %s acknowledged",
@@ -390,7 +423,7 @@ class BullMQAdapter:
                 iteration,
                 job.id,
             )
-            return
+            return None
 
         view: RedisContext = reply["view"]
         if reply["d"] is not None:
@@ -442,19 +475,11 @@ class BullMQAdapter:
             await store.fail_node(run_id, graph, index, iteration, message)
             raise UnrecoverableError(message) from err
         if commit is None:
-            return
+            return None
         if isinstance(commit, BaseException):
             raise commit
         self._learn(graph, index, view)
-        result = await store.complete_node(commit)
-        logger.debug(
-            "run %s node %s: %s, %d enqueued, run %s",
-            run_id,
-            node.id,
-            commit.mode,
-            result.enqueued,
-            result.status,
-        )
+        return commit
 
     async def _commit_for(
         self,
@@ -479,12 +504,12 @@ class BullMQAdapter:
             error = outcome.error
             assert error is not None
             if not last and not error.is_fatal:
-                return error  # the queue retries it (with the node's backoff)
+                return cast("BaseException", error)  # the queue retries it (with the node's backoff)
             if kind == "failed":
                 await store.fail_node(run_id, graph, node.index, iteration, str(error))
                 logger.info("run %s: node %r failed: %s", run_id, node.id, error.cause or error)
-                return UnrecoverableError(str(error))
-            writes = [("_outputs." + node.id, "null"), (node.id, "null")]
+                return cast("BaseException", UnrecoverableError(str(error)))
+            writes: list[tuple[str, str | None]] = [("_outputs." + node.id, "null"), (node.id, "null")]
             return NodeCommit(run_id, graph, node.index, iteration, mode="fallback", writes=writes)
 
         result = outcome.result
@@ -492,8 +517,7 @@ class BullMQAdapter:
         output = result.output
         await view.set("_outputs." + node.id, output)
         await view.set(node.id, output)
-        writes = self._encoded_writes(node, view)
-        commit = NodeCommit(run_id, graph, node.index, iteration, writes=writes)
+        commit = NodeCommit(run_id, graph, node.index, iteration, writes=self._encoded_writes(node, view))
         if outcome.awaiting is not None:
             details = outcome.awaiting
             if details.get("reason") == "timer" and isinstance(details.get("wakeUpAt"), str):
@@ -649,6 +673,42 @@ class BullMQAdapter:
             view, lambda scope: {name: _lookup(scope, k) for name, k in mapping.items()}
         )
 
+    async def finish_job(
+        self, commit: NodeCommit | None, keys_: list[Any], args: list[Any], finish: Any
+    ) -> Any:
+        """Commit (if any) and bullmq's ``moveToFinished`` in one pipelined round trip, in that
+        order; returns ``moveToFinished``'s reply (decoded as bullmq's own connection would)."""
+        store = self.store
+        client = self.redis
+        assert client is not None and store is not None
+        lua = store if isinstance(store, RedisCoordinationStore) else None
+        if commit is not None and lua is None:
+            await store.complete_node(commit)  # a client-side store commits in its own transaction
+            commit = None
+        pipe = client.pipeline(transaction=False)
+        if commit is not None and lua is not None:
+            lua.queue_complete_node(pipe, commit)
+        pipe.evalsha(finish.sha, len(keys_), *keys_, *args)
+        replies = await pipe.execute(raise_on_error=False)
+        committed, finished = (replies[0], replies[1]) if commit is not None else (None, replies[0])
+        if isinstance(finished, NoScriptError):
+            await cast("Any", client.script_load(finish.script))
+            finished = await cast("Any", client.evalsha(finish.sha, len(keys_), *keys_, *args))
+        elif isinstance(finished, Exception):
+            raise finished
+        finished = _decoded(finished)
+        if commit is not None:
+            if isinstance(committed, NoScriptError):
+                await store.complete_node(commit)  # loads the script; same commit (see _ChainingWorker)
+            elif isinstance(committed, Exception):
+                logger.error(
+                    "run %s: committing node %d failed: %s; the reconciler will run it again",
+                    commit.run_id,
+                    commit.index,
+                    committed,
+                )
+        return finished
+
     # ------------------------------------------------------------------------------ reading
     async def _read(
         self, run_id: str, compiled: CompiledBlueprint | None, index: int | None
@@ -743,6 +803,15 @@ def _make_store(choice: str, redis: Redis, queue_name: str, queue_prefix: str) -
     raise ValueError(f"coordination_store must be 'lua', 'python' or a store instance, not {choice!r}")
 
 
+def _decoded(value: Any) -> Any:
+    """A reply with bytes decoded to str (bullmq's clients use ``decode_responses=True``)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    return value
+
+
 def _int(value: Any) -> int:
     if value is None:
         return 0
@@ -765,3 +834,65 @@ def _has_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+class _ChainingWorker(Worker):  # type: ignore[misc]
+    """bullmq's ``Worker`` that finishes a job and fetches the next one in the same script call
+    (Node's ``moveToFinished`` with ``fetchNext``; the stock Python worker makes two calls), with
+    the node's ``completeNode`` commit pipelined in front of it: one round trip per node instead of
+    three. The commit runs first; should it fail with NOSCRIPT (a restarted server) it is loaded and
+    run again after the job was acknowledged -- the node is still ready for that iteration, so the
+    late commit is the same commit."""
+
+    def __init__(self, adapter: BullMQAdapter, name: str, opts: dict[str, Any]) -> None:
+        super().__init__(name, adapter.job_commit, opts)
+        self.adapter = adapter
+
+    async def processJob(self, job: Any, token: str) -> None:
+        while job is not None:
+            job = await self._process_one(job, token)
+
+    async def _process_one(self, job: Any, token: str) -> Any:
+        if "removeOnComplete" not in job.opts and "removeOnComplete" in self.opts:
+            job.opts["removeOnComplete"] = self.opts["removeOnComplete"]
+        if "removeOnFail" not in job.opts and "removeOnFail" in self.opts:
+            job.opts["removeOnFail"] = self.opts["removeOnFail"]
+        self.jobs.add((job, token))
+        self.lockManager.track_job(job.id, token, int(time.time() * 1000), should_create_controller=False)
+        try:
+            commit = await self.adapter.job_commit(job)
+            if self.forceClosing:
+                return None
+            fetch = not self.closing and not self.paused
+            keys_, args = self.scripts.moveToCompletedArgs(
+                job, None, job.opts.get("removeOnComplete", False), token, fetch
+            )
+            raw = await self.adapter.finish_job(commit, keys_, args, self.scripts.commands["moveToFinished"])
+            if isinstance(raw, int) and raw < 0:
+                raise self.scripts.finishedErrors(
+                    {"code": raw, "jobId": job.id, "command": "moveToFinished", "state": "active"}
+                )
+            job.attemptsMade = job.attemptsMade + 1
+            self.emit("completed", job, None)
+            if not fetch or not raw:
+                return None
+            job_data, job_id, limit_until, delay_until = raw2NextJobData(raw)
+            following = await self.nextJobFromJobData(
+                job_data, job_id, limit_until or 0, delay_until or 0, token
+            )
+            if following is not None:
+                self.emit("active", following, "waiting")
+            return following
+        except (DelayedError, WaitingChildrenError):
+            return None
+        except Exception as err:
+            try:
+                if not self.forceClosing:
+                    await job.moveToFailed(err, token)
+                self.emit("failed", job, err)
+            except Exception as failure:
+                self.emit("error", failure, job)
+            return None
+        finally:
+            self.jobs.discard((job, token))
+            self.lockManager.untrack_job(job.id)

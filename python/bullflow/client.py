@@ -38,10 +38,10 @@ _FINAL = frozenset({"completed", "failed", "cancelled"})
 def result_from_status(run_id: str, text: bytes | str) -> WorkflowResult:
     """A :class:`WorkflowResult` from the JSON of ``workflow:status:<runId>``."""
     status = decode_value(text, keys.status_key(run_id))
-    if not isinstance(status, Mapping):
+    if not isinstance(status, Mapping) or status.get("status") not in (*_FINAL, "awaiting"):
         raise BullflowError(f"{keys.status_key(run_id)} does not hold a status object")
-    payload = status.get("payload") if isinstance(status.get("payload"), Mapping) else {}
-    context = payload.get("context") if isinstance(payload.get("context"), Mapping) else {}
+    payload: Mapping[str, Any] = status["payload"] if isinstance(status.get("payload"), Mapping) else {}
+    context: Mapping[str, Any] = payload["context"] if isinstance(payload.get("context"), Mapping) else {}
     errors = [
         WorkflowError(message=str(e.get("message")), node_id=e.get("nodeId"))
         for e in payload.get("errors") or ()
@@ -52,7 +52,7 @@ def result_from_status(run_id: str, text: bytes | str) -> WorkflowResult:
         errors.append(WorkflowError(message=str(reason), node_id=None))
     blueprint_id = context.get("blueprintId")
     return WorkflowResult(
-        status=status.get("status"),
+        status=status["status"],
         context=dict(context),
         errors=errors,
         run_id=run_id,
@@ -128,7 +128,7 @@ class Client:
                 await self._listener
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self.redis.aclose()
 
     async def __aenter__(self) -> Client:
@@ -204,13 +204,16 @@ class Client:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         self._waiters.setdefault(run_id, []).append(future)
+
+        async def wait() -> bytes:
+            await self._subscribe(run_id)
+            raw = await cast("Any", self.redis.get(keys.status_key(run_id)))
+            if raw is not None and not future.done():
+                future.set_result(raw)
+            return await future
+
         try:
-            async with asyncio.timeout(timeout):
-                await self._subscribe(run_id)
-                raw = await cast("Any", self.redis.get(keys.status_key(run_id)))
-                if raw is not None and not future.done():
-                    future.set_result(raw)
-                text = await future
+            text = await asyncio.wait_for(wait(), timeout)
         except (asyncio.TimeoutError, TimeoutError):
             raise TimeoutError(f"run {run_id} did not finish within {timeout} s") from None
         finally:

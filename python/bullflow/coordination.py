@@ -242,6 +242,17 @@ class RedisCoordinationStore:
         return CommitResult(code, int(result[1]), _text(result[2]))
 
     async def complete_node(self, commit: NodeCommit) -> CommitResult:
+        keys_, args = self._complete_node_call(commit)
+        result = await self.scripts.run("completeNode", keys_, args)
+        return CommitResult(_code(result[0]), int(result[1]), _text(result[2]))
+
+    def queue_complete_node(self, pipe: Any, commit: NodeCommit) -> None:
+        """Add the ``completeNode`` call to a pipeline (EVALSHA; the caller handles NOSCRIPT)."""
+        keys_, args = self._complete_node_call(commit)
+        script = self.scripts.scripts["completeNode"]
+        pipe.evalsha(script.sha, script.num_keys, *keys_, *args)
+
+    def _complete_node_call(self, commit: NodeCommit) -> tuple[list[str], list[Any]]:
         extra: dict[str, Any] = {}
         if commit.errors:
             extra["errors"] = commit.errors
@@ -265,10 +276,7 @@ class RedisCoordinationStore:
         args.append(len(commit.inputs))
         for target, name, value, transformed in commit.inputs:
             args += [target, name, value, "1" if transformed else "0"]
-        result = await self.scripts.run(
-            "completeNode", [*self._run_keys(commit.run_id, commit.graph_hash), *self._queue], args
-        )
-        return CommitResult(_code(result[0]), int(result[1]), _text(result[2]))
+        return [*self._run_keys(commit.run_id, commit.graph_hash), *self._queue], args
 
     async def fail_node(
         self, run_id: str, graph_hash: str, index: int, iteration: int, message: str

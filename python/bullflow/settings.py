@@ -78,8 +78,16 @@ class RedisSettings:
         }
 
     def client(self) -> redis_asyncio.Redis:
-        """A new asyncio redis-py client (bytes replies); the caller closes it (``aclose()``)."""
-        return redis_asyncio.Redis(**self.redis_kwargs())
+        """A new asyncio redis-py client (bytes replies, commands packed by hiredis); the caller
+        closes it (``aclose()``)."""
+        from .connection import FastPackConnection, FastPackSSLConnection
+
+        kwargs = self.redis_kwargs()
+        ssl = kwargs.pop("ssl")
+        pool = redis_asyncio.ConnectionPool(
+            connection_class=FastPackSSLConnection if ssl else FastPackConnection, **kwargs
+        )
+        return redis_asyncio.Redis.from_pool(pool)
 
 
 def _redacted(url: str) -> str:

@@ -101,13 +101,22 @@ def spawn_worker(
 
 
 @pytest.fixture
-def make_adapter(redis_server: str, key_prefix: str) -> Iterator[Callable[..., BullMQAdapter]]:
+def worker_loop() -> str:
+    """The adapter's worker loop (a module may parametrize it to run its tests on both)."""
+    return "chained"
+
+
+@pytest.fixture
+def make_adapter(
+    redis_server: str, key_prefix: str, worker_loop: str
+) -> Iterator[Callable[..., BullMQAdapter]]:
     """``make_adapter(blueprints, **options)``: a started in-process worker on this test's queue
     (closed after the test)."""
     adapters: list[BullMQAdapter] = []
 
     def make(blueprints: Any, **options: Any) -> BullMQAdapter:
         options.setdefault("concurrency", 10)
+        options.setdefault("worker_loop", worker_loop)
         adapter = BullMQAdapter(
             registry={**REGISTRY, **options.pop("registry", {})},
             blueprints=blueprints,

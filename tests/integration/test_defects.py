@@ -94,7 +94,9 @@ async def test_defect_B_any_join_with_three_predecessors_completes_once(
     }
     make_adapter([bp], registry={"a": ret("A"), "b": ret("B"), "slow": slow, "join": join})
     client = make_client([bp])
-    handle, watcher, seen = await start_and_watch(client, redis_client, "anyjoin", "any-run-" + client.queue_name)
+    handle, watcher, seen = await start_and_watch(
+        client, redis_client, "anyjoin", "any-run-" + client.queue_name
+    )
     for _ in range(200):
         if calls:
             break
@@ -216,7 +218,9 @@ async def test_defect_F_final_status_is_published_exactly_once(
     }
     make_adapter([bp])
     client = make_client([bp])
-    handle, watcher, seen = await start_and_watch(client, redis_client, "poison", "poison-" + client.queue_name)
+    handle, watcher, seen = await start_and_watch(
+        client, redis_client, "poison", "poison-" + client.queue_name
+    )
     result = await handle.result(20)
     await asyncio.sleep(0.3)
     await stop(watcher)
@@ -288,7 +292,11 @@ async def test_defect_H_batch_workers_run(make_adapter: Any, make_client: Any) -
                 "inputs": "items",
                 "params": {"workerUsesKey": "double", "gatherNodeId": "b_gather"},
             },
-            {"id": "b_gather", "uses": "batch-gather", "params": {"gatherNodeId": "b_gather", "outputKey": "res"}},
+            {
+                "id": "b_gather",
+                "uses": "batch-gather",
+                "params": {"gatherNodeId": "b_gather", "outputKey": "res"},
+            },
         ],
         "edges": [{"source": "items", "target": "b_scatter"}, {"source": "b_scatter", "target": "b_gather"}],
     }
@@ -322,7 +330,9 @@ async def test_defect_I_loops_run_distributed(make_adapter: Any, make_client: An
     assert "_outputs.end" in result.context
 
 
-async def test_appendix_b_linear_chain_state_and_ttl(make_adapter: Any, make_client: Any, redis_client: Any) -> None:
+async def test_appendix_b_linear_chain_state_and_ttl(
+    make_adapter: Any, make_client: Any, redis_client: Any
+) -> None:
     """Appendix B 'linear A->B->S': the state hash holds Flowcraft's JSON fields."""
     bp = {
         "id": "lin",
@@ -394,10 +404,17 @@ async def test_appendix_b_wait_node_then_reconcile_changes_nothing(
 async def test_appendix_b_subflow(make_adapter: Any, make_client: Any) -> None:
     parent = {
         "id": "p",
-        "nodes": [{"id": "S", "uses": "subflow", "params": {"blueprintId": "child"}}, {"id": "after", "uses": "echo"}],
+        "nodes": [
+            {"id": "S", "uses": "subflow", "params": {"blueprintId": "child"}},
+            {"id": "after", "uses": "echo"},
+        ],
         "edges": [{"source": "S", "target": "after"}],
     }
-    child = {"id": "child", "nodes": [{"id": "c1", "uses": "echo", "params": {"value": "inner"}}], "edges": []}
+    child = {
+        "id": "child",
+        "nodes": [{"id": "c1", "uses": "echo", "params": {"value": "inner"}}],
+        "edges": [],
+    }
     make_adapter([parent, child])
     result = await (await make_client([parent, child]).start("p")).result(20)
     assert result.status == "completed"
@@ -413,7 +430,13 @@ async def test_node_result_action_and_context_writes(make_adapter: Any, make_cli
         "id": "pick",
         "nodes": [{"id": "P", "uses": "pick"}, {"id": "H", "uses": "echo"}, {"id": "L", "uses": "echo"}],
         "edges": [
-            {"source": "P", "target": "H", "action": "high", "condition": "P.score > 5", "transform": "input.score * 2"},
+            {
+                "source": "P",
+                "target": "H",
+                "action": "high",
+                "condition": "P.score > 5",
+                "transform": "input.score * 2",
+            },
             {"source": "P", "target": "L", "action": "low"},
         ],
     }

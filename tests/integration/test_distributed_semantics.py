@@ -16,6 +16,12 @@ from bullflow import NodeContext, keys
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture(params=["chained", "bullmq"])
+def worker_loop(request: pytest.FixtureRequest) -> str:
+    """Every case runs on both worker loops: the chained one and the stock bullmq Worker."""
+    return str(request.param)
+
+
 async def run_distributed(
     make_adapter: Any,
     make_client: Any,
