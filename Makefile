@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 .PHONY: help demo demo-inprocess test test-python test-rust bench soak lint wheel wheel-smoke redis toolchain deps build clean node-deps
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
 
 demo: build redis ## 1,000 content-moderation runs on 2 worker processes (own redis-server); prints throughput, latency, an output
 	$(PY) -m examples.distributed_demo

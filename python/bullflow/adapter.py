@@ -183,13 +183,24 @@ class BullMQAdapter:
         self.settings = (
             connection if isinstance(connection, RedisSettings) else RedisSettings.from_url(connection)
         )
+        if runtime is not None and (registry or blueprints is not None):
+            # A runtime of our own with the extra nodes and blueprints; the caller's is left as it is.
+            runtime = FlowRuntime(
+                registry={**runtime.registry, **(registry or {})},
+                blueprints=runtime.blueprints,
+                dependencies=runtime.dependencies,
+                event_bus=runtime.event_bus,
+                middleware=runtime.middleware,
+                strict=runtime.strict,
+                max_waves=runtime.max_waves,
+            )
+            if blueprints is not None:
+                items = (
+                    blueprints.items() if isinstance(blueprints, Mapping) else ((None, b) for b in blueprints)
+                )
+                for key, source in items:
+                    runtime.register_blueprint(source, id=key)
         self.runtime = runtime or FlowRuntime(registry=registry, blueprints=blueprints)
-        if runtime is not None and registry:
-            self.runtime.registry.update(registry)
-        if runtime is not None and blueprints is not None:
-            items = blueprints.items() if isinstance(blueprints, Mapping) else ((None, b) for b in blueprints)
-            for key, source in items:
-                self.runtime.register_blueprint(source, id=key)
         if worker_loop not in ("chained", "bullmq"):
             raise ValueError(f"worker_loop must be 'chained' or 'bullmq', not {worker_loop!r}")
         self.worker_loop = worker_loop

@@ -77,15 +77,19 @@ class RedisSettings:
             "socket_connect_timeout": self.socket_connect_timeout,
         }
 
-    def client(self) -> redis_asyncio.Redis:
-        """A new asyncio redis-py client (bytes replies, commands packed by hiredis); the caller
-        closes it (``aclose()``)."""
+    def client(self, max_connections: int = 64) -> redis_asyncio.Redis:
+        """A new asyncio redis-py client (bytes replies, commands packed by hiredis) whose pool
+        holds at most ``max_connections`` (callers beyond that wait for one); the caller closes
+        it (``aclose()``)."""
         from .connection import FastPackConnection, FastPackSSLConnection
 
         kwargs = self.redis_kwargs()
         ssl = kwargs.pop("ssl")
-        pool = redis_asyncio.ConnectionPool(
-            connection_class=FastPackSSLConnection if ssl else FastPackConnection, **kwargs
+        pool = redis_asyncio.BlockingConnectionPool(
+            connection_class=FastPackSSLConnection if ssl else FastPackConnection,
+            max_connections=max_connections,
+            timeout=None,
+            **kwargs,
         )
         return redis_asyncio.Redis.from_pool(pool)
 
