@@ -67,7 +67,9 @@ local q = { wait = KEYS[5], meta = KEYS[6], id = KEYS[7], active = KEYS[8], even
   marker = KEYS[10], delayed = KEYS[11] }
 local i = tonumber(ARGV[2])
 local mode = ARGV[4]
-if nodeStatus(run, i) ~= 1 or tonumber(redis.call("HGET", run.runKey, "it:" .. i) or "0") ~= tonumber(ARGV[3]) then
+local current = redis.call("HMGET", run.runKey, "s:" .. i, "it:" .. i)
+run.statuses[i] = tonumber(current[1] or "0")
+if run.statuses[i] ~= 1 or tonumber(current[2] or "0") ~= tonumber(ARGV[3]) then
   return { 0, 0, run.status }
 end
 local rec = nodeRecord(run, i)
@@ -94,9 +96,9 @@ callInChunks("HSET", run.stateKey, sets, 1, 2)
 pos = pos + 2 * nwrites + 1
 local ninputs = tonumber(ARGV[pos])
 redis.call("HDEL", run.runKey, "rs:" .. i)
-redis.call("HSET", run.runKey, "lu", run.now)
 
 if mode == "sleep" then
+  redis.call("HSET", run.runKey, "lu", run.now)
   local it = redis.call("HINCRBY", run.runKey, "it:" .. i, 1)
   redis.call("HSET", run.runKey, "rs:" .. i, '{"sleep":true}')
   enqueueNode(run, q, i, it, math.max(1, math.floor(tonumber(extra.sleepMs) or 0)))
@@ -105,6 +107,7 @@ end
 
 if mode == "await" then
   setNodeStatus(run, i, 6)
+  redis.call("HSET", run.runKey, "lu", run.now)
   redis.call("HINCRBY", run.runKey, "out", -1)
   redis.call("HINCRBY", run.runKey, "aw", 1)
   local ids = cjson.decode(redis.call("HGET", run.stateKey, "_awaitingNodeIds") or "[]")
@@ -196,7 +199,8 @@ else
     propagate(run, items, w)
   end
 end
-redis.call("HINCRBY", run.runKey, "out", -1)
 local enqueued = enqueueReady(run, q)
+redis.call("HINCRBY", run.runKey, "out", enqueued - 1)
+redis.call("HSET", run.runKey, "lu", run.now)
 local status = settleRun(run)
 return { 1, enqueued, status or run.status }

@@ -76,10 +76,9 @@ for _, s in ipairs(meta.start) do
   makeReady(run, s, 1)
 end
 local enqueued = 0
-if adopt then
-  redis.call("HINCRBY", run.runKey, "out", #run.ready)
-else
+if not adopt then
   enqueued = enqueueReady(run, q)
 end
+redis.call("HINCRBY", run.runKey, "out", #run.ready)
 local status = settleRun(run)
 return { 1, enqueued, status or run.status }

@@ -3,12 +3,11 @@
   <name>#. Returns true when p was not in the set.
 ]]
 local function addToSet(run, name, p)
-  local text = redis.call("HGET", run.runKey, name) or ","
-  local item = "," .. p .. ","
-  if string.find(text, item, 1, true) then
+  local f = redis.call("HMGET", run.runKey, name, name .. "#")
+  local text = f[1] or ","
+  if string.find(text, "," .. p .. ",", 1, true) then
     return false
   end
-  redis.call("HSET", run.runKey, name, text .. p .. ",")
-  redis.call("HINCRBY", run.runKey, name .. "#", 1)
+  redis.call("HSET", run.runKey, name, text .. p .. ",", name .. "#", (tonumber(f[2]) or 0) + 1)
   return true
 end

@@ -7,8 +7,9 @@
 local function completeNodeState(run, i, taken)
   local rec = nodeRecord(run, i)
   setNodeStatus(run, i, 3)
-  local w = tonumber(redis.call("HGET", run.runKey, "w:" .. i) or "0") + 1
-  local original = tonumber(redis.call("HGET", run.runKey, "ff:" .. i) or "-1")
+  local f = redis.call("HMGET", run.runKey, "w:" .. i, "ff:" .. i)
+  local w = tonumber(f[1] or "0") + 1
+  local original = tonumber(f[2] or "-1")
   if original >= 0 then
     redis.call("HDEL", run.runKey, "ff:" .. i)
   end

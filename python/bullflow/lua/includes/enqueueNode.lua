@@ -14,7 +14,10 @@ local function enqueueNode(run, q, i, it, delay)
     jobId = jobId .. "_" .. it
   end
   local jobKey = run.queue .. jobId
-  local maxEvents = getOrSetMaxEvents(q.meta)
+  if not run.maxEvents then
+    run.maxEvents = getOrSetMaxEvents(q.meta)
+  end
+  local maxEvents = run.maxEvents
   redis.call("INCR", q.id)
   if redis.call("EXISTS", jobKey) == 1 then
     redis.call("XADD", q.events, "MAXLEN", "~", maxEvents, "*", "event", "duplicated", "jobId", jobId)
@@ -55,11 +58,14 @@ local function enqueueNode(run, q, i, it, delay)
       redis.call("ZADD", q.marker, nextAt / 0x1000, "1")
     end
   else
-    local meta = redis.call("HMGET", q.meta, "paused", "concurrency")
-    local pausedOrMaxed = meta[1] ~= false
-    if not pausedOrMaxed and meta[2] then
-      pausedOrMaxed = redis.call("LLEN", q.active) >= tonumber(meta[2])
+    if run.pausedOrMaxed == nil then
+      local meta = redis.call("HMGET", q.meta, "paused", "concurrency")
+      run.pausedOrMaxed = meta[1] ~= false
+      if not run.pausedOrMaxed and meta[2] then
+        run.pausedOrMaxed = redis.call("LLEN", q.active) >= tonumber(meta[2])
+      end
     end
+    local pausedOrMaxed = run.pausedOrMaxed
     redis.call("LPUSH", q.wait, jobId)
     if not pausedOrMaxed then
       redis.call("ZADD", q.marker, 0, "0")

@@ -4,5 +4,6 @@
 ]]
 local function isWaitingOn(run, t)
   local rec = nodeRecord(run, t)
-  return setSize(run, "r:" .. t) < rec.npreds + setSize(run, "x:" .. t)
+  local f = redis.call("HMGET", run.runKey, "r:" .. t .. "#", "x:" .. t .. "#")
+  return (tonumber(f[1]) or 0) < rec.npreds + (tonumber(f[2]) or 0)
 end

@@ -9,8 +9,8 @@ local function makeReady(run, t, w)
     return
   end
   local previous = redis.call("HGET", run.runKey, "w:" .. t)
-  setNodeStatus(run, t, 1)
-  redis.call("HSET", run.runKey, "w:" .. t, w)
+  run.statuses[t] = 1
+  redis.call("HSET", run.runKey, "s:" .. t, 1, "w:" .. t, w)
   if previous then
     redis.call("HINCRBY", run.runKey, "it:" .. t, 1)
   end

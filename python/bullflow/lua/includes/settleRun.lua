@@ -5,16 +5,17 @@
   final status is published exactly once. Returns the status published, or nil.
 ]]
 local function settleRun(run)
-  if tonumber(redis.call("HGET", run.runKey, "out") or "0") > 0 then
+  local f = redis.call("HMGET", run.runKey, "out", "err", "aw")
+  if tonumber(f[1] or "0") > 0 then
     return nil
   end
-  local errors = redis.call("HGET", run.runKey, "err")
+  local errors = f[2]
   if errors then
     local first = cjson.decode(errors)[1]
     publishStatus(run, "failed", first and first.message or "failed")
     return "failed"
   end
-  if tonumber(redis.call("HGET", run.runKey, "aw") or "0") > 0 then
+  if tonumber(f[3] or "0") > 0 then
     publishStatus(run, "awaiting", nil)
     return "awaiting"
   end
