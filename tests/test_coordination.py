@@ -880,3 +880,34 @@ async def test_both_stores_leave_identical_state(redis_client: Redis, key_prefix
         assert expected.keys() == got.keys(), f"after call {step}"
         for key in expected:
             assert got[key] == expected[key], f"after call {step}: {key!r}"
+
+
+async def test_a_status_stays_json_whatever_the_state_holds(
+    store: CoordinationStore, redis_client: Redis, key_prefix: str
+) -> None:
+    """Fields that are not JSON text (even ones cjson.decode accepts: 0x1F, nan, +1, 01, 1.,
+    raw control characters, nesting past 512) appear in the status as JSON strings."""
+    d = Driver(store, redis_client, bp(["A"], []), f"{key_prefix}-run", key_prefix)
+    corrupt = ["0x1F", "nan", "inf", "+1", "01", "1.", '"\x01"', "[1,]", "{", "[" * 600 + "]" * 600, "tru"]
+    valid = ['"ok"', "-0.5e+3", '[1, {"a": null}]', " true ", '"\\u00e9\\n"', "[" * 500 + "]" * 500]
+    context = [(f"bad{k}", v) for k, v in enumerate(corrupt)] + [(f"good{k}", v) for k, v in enumerate(valid)]
+    await d.start(context)
+    await d.cancel("look")
+    status = json.loads(await redis_client.get(keys.status_key(d.run)))
+    ctx = status["payload"]["context"]
+    assert [ctx[f"bad{k}"] for k in range(len(corrupt))] == corrupt
+    assert [ctx[f"good{k}"] for k in range(len(valid))] == [json.loads(v) for v in valid]
+
+
+async def test_a_wait_inside_a_batch_worker_can_be_resumed(
+    store: CoordinationStore, redis_client: Redis, key_prefix: str
+) -> None:
+    d = Driver(store, redis_client, scatter_blueprint(), f"{key_prefix}-run", key_prefix)
+    await d.start()
+    await d.complete("P")
+    await d.complete("S", dynamic={"gather": 2, "workers": [worker("w0", "wait")]})
+    graph = d.compiled.content_hash
+    assert (await store.complete_node(NodeCommit(d.run, graph, 4, 0, mode="await"))).status == "awaiting"
+    code, node, job = await store.resume_node(d.run, graph, "w0", {"output": 5})
+    assert (code, node) == (ScriptCode.STORED, "w0")
+    assert job == keys.job_id(d.run, "w0", 1)

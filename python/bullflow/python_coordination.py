@@ -434,6 +434,74 @@ def _cjson_decodable(data: bytes) -> bool:
         return False
 
 
+_JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_JSON_STRING = re.compile(rb'"(?:[^"\\\x00-\x1f\x7f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')
+_JSON_SPACE = re.compile(rb"[ \t\n\r]*")
+_JSON_WORD = re.compile(rb"true|false|null")
+
+
+def _is_json_text(data: bytes) -> bool:
+    """``isJsonText`` (lua/includes/isJsonText.lua): one RFC 8259 JSON text, nested at most 512
+    deep, byte-wise (string contents are not checked for UTF-8, as in the script)."""
+    pos = _JSON_SPACE.match(data, 0).end()  # type: ignore[union-attr]
+    closers: list[bytes] = []
+    expect_value = True
+    while True:
+        if expect_value:
+            c = data[pos : pos + 1]
+            if c in (b"{", b"["):
+                if len(closers) + 1 > 512:
+                    return False
+                close = b"}" if c == b"{" else b"]"
+                pos = _JSON_SPACE.match(data, pos + 1).end()  # type: ignore[union-attr]
+                if data[pos : pos + 1] == close:
+                    pos += 1
+                    expect_value = False
+                    continue
+                closers.append(close)
+                if close == b"}":
+                    key = _JSON_STRING.match(data, pos)
+                    if key is None:
+                        return False
+                    pos = _JSON_SPACE.match(data, key.end()).end()  # type: ignore[union-attr]
+                    if data[pos : pos + 1] != b":":
+                        return False
+                    pos = _JSON_SPACE.match(data, pos + 1).end()  # type: ignore[union-attr]
+                continue
+            match = (
+                _JSON_STRING.match(data, pos)
+                if c == b'"'
+                else _JSON_WORD.match(data, pos)
+                if c in (b"t", b"f", b"n")
+                else _JSON_NUMBER.match(data, pos)
+            )
+            if match is None:
+                return False
+            pos = match.end()
+            expect_value = False
+            continue
+        pos = _JSON_SPACE.match(data, pos).end()  # type: ignore[union-attr]
+        if not closers:
+            return pos == len(data)
+        c = data[pos : pos + 1]
+        pos += 1
+        if c == closers[-1]:
+            closers.pop()
+            continue
+        if c != b",":
+            return False
+        pos = _JSON_SPACE.match(data, pos).end()  # type: ignore[union-attr]
+        if closers[-1] == b"}":
+            key = _JSON_STRING.match(data, pos)
+            if key is None:
+                return False
+            pos = _JSON_SPACE.match(data, key.end()).end()  # type: ignore[union-attr]
+            if data[pos : pos + 1] != b":":
+                return False
+            pos = _JSON_SPACE.match(data, pos + 1).end()  # type: ignore[union-attr]
+        expect_value = True
+
+
 def _truthy(value: Any) -> bool:
     """Lua truth: everything but nil and false (cjson's null is true)."""
     return value is not _NIL and value is not False
@@ -968,7 +1036,7 @@ class _Run:
         for name, value in flat.items():
             if value == b"":
                 shown = "null"
-            elif _cjson_decodable(value):
+            elif _is_json_text(value):
                 shown = _str(value)
             else:  # a corrupt field is reported as its text, never breaks the JSON
                 shown = _cjson_string(_str(value))
@@ -1493,6 +1561,7 @@ class PythonCoordinationStore:
                 + _lua_str(_field_index(node, 2))
                 + "}",
             )
+            run.hset(f"dx:{_lua_str(_field_index(node, 1))}", _lua_number(first + k))
             workers.append(first + k)
         if has_cont:
             cont_preds = ",".join(worker_ids) if count > 0 else _lua_number(i)
@@ -1508,6 +1577,7 @@ class PythonCoordinationStore:
                 + _lua_str(_field_index(cont, 2))
                 + "}",
             )
+            run.hset(f"dx:{_lua_str(_field_index(cont, 1))}", _lua_number(first + count))
         run.tx.hincrby(run.run_key, "nd", total)
         run.ndynamic += total
         if gather >= 0:
@@ -1593,6 +1663,8 @@ class PythonCoordinationStore:
                 if entry == wanted and type(entry) is type(wanted):
                     position = k
             index = run.graph.field(f"ix:{_lua_str(wanted)}") if _truthy(wanted) else None
+            if index is None and _truthy(wanted):
+                (index,) = await tx.hget(run.run_key, f"dx:{_lua_str(wanted)}")
             shown = _lua_str(wanted) if _truthy(wanted) else None
             if position is None or index is None:
                 return ScriptCode.NOT_AWAITING, shown, None

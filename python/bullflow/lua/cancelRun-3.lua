@@ -15,6 +15,7 @@
     -5 (UNKNOWN_RUN) no such run.
 ]]
 -- @include "loadRun"
+-- @include "isJsonText"
 -- @include "buildStatus"
 -- @include "publishStatus"
 

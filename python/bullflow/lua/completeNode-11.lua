@@ -50,6 +50,7 @@
 -- @include "isWaitingOn"
 -- @include "propagate"
 -- @include "completeNodeState"
+-- @include "isJsonText"
 -- @include "buildStatus"
 -- @include "publishStatus"
 -- @include "recordError"
@@ -166,13 +167,15 @@ else
     for k = 1, count do
       local node = dyn.workers[k]
       redis.call("HSET", run.runKey, "d:" .. (first + k - 1), '{"id":' .. cjson.encode(node[1]) ..
-        ',"preds":[' .. i .. '],"targets":[' .. table.concat(targets, ",") .. '],"def":' .. node[2] .. "}")
+        ',"preds":[' .. i .. '],"targets":[' .. table.concat(targets, ",") .. '],"def":' .. node[2] .. "}",
+        "dx:" .. node[1], first + k - 1)
       workers[k] = first + k - 1
     end
     if cont then
       local contPreds = count > 0 and table.concat(workerIds, ",") or tostring(i)
       redis.call("HSET", run.runKey, "d:" .. (first + count), '{"id":' .. cjson.encode(cont[1]) ..
-        ',"preds":[' .. contPreds .. '],"targets":[' .. (gather >= 0 and gather or "") .. '],"def":' .. cont[2] .. "}")
+        ',"preds":[' .. contPreds .. '],"targets":[' .. (gather >= 0 and gather or "") .. '],"def":' .. cont[2] .. "}",
+        "dx:" .. cont[1], first + count)
     end
     redis.call("HINCRBY", run.runKey, "nd", total)
     run.ndynamic = run.ndynamic + total

@@ -21,6 +21,7 @@
 -- @include "nodeRecord"
 -- @include "nodeStatus"
 -- @include "setNodeStatus"
+-- @include "isJsonText"
 -- @include "buildStatus"
 -- @include "publishStatus"
 -- @include "recordError"

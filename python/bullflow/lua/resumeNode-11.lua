@@ -48,7 +48,8 @@ for k, id in ipairs(ids) do
     position = k
   end
 end
-local index = nodeId and redis.call("HGET", run.graphKey, "ix:" .. nodeId)
+local index = nodeId and (redis.call("HGET", run.graphKey, "ix:" .. nodeId)
+  or redis.call("HGET", run.runKey, "dx:" .. nodeId))
 if not position or not index then
   return { -6, nodeId or false, false }
 end

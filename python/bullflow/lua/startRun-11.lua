@@ -41,6 +41,7 @@
 -- @include "getOrSetMaxEvents"
 -- @include "enqueueNode"
 -- @include "makeReady"
+-- @include "isJsonText"
 -- @include "buildStatus"
 -- @include "publishStatus"
 -- @include "recordError"

@@ -10,7 +10,7 @@ local function buildStatus(run, status, reason)
     local value = flat[k + 1]
     if value == "" then
       value = "null"
-    elseif not pcall(cjson.decode, value) then
+    elseif not isJsonText(value) then
       value = cjson.encode(value) -- a corrupt field is reported as its text, never breaks the JSON
     end
     parts[#parts + 1] = cjson.encode(flat[k]) .. ":" .. value
