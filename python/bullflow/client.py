@@ -1,7 +1,7 @@
 """Starting and following distributed runs: :class:`Client` writes a run's initial context and
 enqueues its start nodes in one ``startRun`` script; :class:`RunHandle` waits for the run's status
-by subscription (``bullflow:status:<runId>``), so ``result()`` returns as soon as the final status
-is published, without polling.
+by subscription (one ``bullflow:status:*`` pattern subscription per client), so ``result()``
+returns as soon as the status is published, without polling.
 """
 
 from __future__ import annotations
@@ -118,8 +118,7 @@ class Client:
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
-        self._subscribed: dict[str, asyncio.Future[None]] = {}
-        self._pubsub_lock = asyncio.Lock()
+        self._subscribed: asyncio.Future[None] | None = None
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -206,7 +205,7 @@ class Client:
         self._waiters.setdefault(run_id, []).append(future)
 
         async def wait() -> bytes:
-            await self._subscribe(run_id)
+            await self._subscribe()
             raw = await cast("Any", self.redis.get(keys.status_key(run_id)))
             if raw is not None and not future.done():
                 future.set_result(raw)
@@ -222,31 +221,20 @@ class Client:
                 waiters.remove(future)
             if not waiters:
                 self._waiters.pop(run_id, None)
-                await self._unsubscribe(run_id)
         return result_from_status(run_id, text)
 
     # --------------------------------------------------------------------------- pub/sub
-    async def _subscribe(self, run_id: str) -> None:
-        confirmed = self._subscribed.get(run_id)
+    async def _subscribe(self) -> None:
+        """One pattern subscription per client (``bullflow:status:*``), made on first use: a
+        status published after it is delivered to the waiters of its run; ``wait_for`` reads the
+        status key after subscribing, so one published before is not missed either."""
+        confirmed = self._subscribed
         if confirmed is None:
-            confirmed = asyncio.get_running_loop().create_future()
-            self._subscribed[run_id] = confirmed
-            # One command at a time on the pub/sub connection: redis-py opens the connection on the
-            # first command, and concurrent first commands would each open one.
-            async with self._pubsub_lock:
-                if self._pubsub is None:
-                    self._pubsub = self.redis.pubsub()
-                await self._pubsub.subscribe(keys.status_channel(run_id))
-            if self._listener is None or self._listener.done():
-                self._listener = asyncio.get_running_loop().create_task(self._listen())
+            confirmed = self._subscribed = asyncio.get_running_loop().create_future()
+            self._pubsub = self.redis.pubsub()
+            await self._pubsub.psubscribe(keys.STATUS_CHANNEL_PREFIX + "*")
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
         await asyncio.shield(confirmed)
-
-    async def _unsubscribe(self, run_id: str) -> None:
-        if run_id in self._subscribed and self._pubsub is not None:
-            del self._subscribed[run_id]
-            with contextlib.suppress(Exception):
-                async with self._pubsub_lock:
-                    await self._pubsub.unsubscribe(keys.status_channel(run_id))
 
     async def _listen(self) -> None:
         pubsub = self._pubsub
@@ -258,24 +246,20 @@ class Client:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.warning("status subscription failed; resubscribing", exc_info=True)
+                logger.warning("status subscription failed; subscribing again", exc_info=True)
                 await asyncio.sleep(0.5)
                 with contextlib.suppress(Exception):
-                    channels = [keys.status_channel(r) for r in self._subscribed]
-                    if channels:
-                        await pubsub.subscribe(*channels)
+                    await pubsub.psubscribe(prefix + "*")
                 continue
             if message is None:
                 continue
-            channel = message.get("channel")
-            channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-            run_id = channel[len(prefix) :] if channel.startswith(prefix) else channel
             kind = message.get("type")
-            if kind == "subscribe":
-                confirmed = self._subscribed.get(run_id)
-                if confirmed is not None and not confirmed.done():
-                    confirmed.set_result(None)
-            elif kind == "message":
-                for future in self._waiters.get(run_id, ()):
+            if kind == "psubscribe":
+                if self._subscribed is not None and not self._subscribed.done():
+                    self._subscribed.set_result(None)
+            elif kind == "pmessage":
+                channel = message.get("channel")
+                channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+                for future in self._waiters.get(channel[len(prefix) :], ()):
                     if not future.done():
                         future.set_result(message["data"])
