@@ -19,7 +19,15 @@ def table(data: dict[str, Any]) -> list[str]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for bench in data.get("benchmarks", []):
         groups[bench.get("group") or bench["name"]].append(bench)
-    lines = [f"{'case':<48} {'impl':<7} {'median ms':>11} {'per second':>13}  comparison"]
+    baseline = next(
+        (
+            b["extra_info"]["items"] / b["stats"]["median"]
+            for b in data.get("benchmarks", [])
+            if b.get("extra_info", {}).get("baseline")
+        ),
+        None,
+    )
+    lines = [f"{'case':<48} {'impl':<18} {'median ms':>11} {'per second':>13}  comparison"]
     for group in sorted(groups):
         entries = groups[group]
         by_impl = {b.get("extra_info", {}).get("impl", ""): b for b in entries}
@@ -32,11 +40,31 @@ def table(data: dict[str, Any]) -> list[str]:
             impl = info.get("impl", "")
             if impl == "rust" and "python" in by_impl:
                 notes.append(f"rust is {_median_ms(by_impl['python']) / median:.1f}x python")
+            if info.get("cpu_us_per_node"):
+                notes.append(f"{info['cpu_us_per_node']:g} us CPU/node")
+            if units and baseline:
+                notes.append(f"{units / (median / 1000) / baseline:.2f}x the bullmq no-op drain")
+            if info.get("coordination") == "lua":
+                twin = next(
+                    (
+                        b
+                        for b in entries
+                        if b.get("extra_info", {}).get("coordination") == "python"
+                        and b["extra_info"].get("workers") == info.get("workers")
+                        and b["extra_info"].get("loop") == info.get("loop")
+                    ),
+                    None,
+                )
+                if twin is not None:
+                    notes.append(f"lua is {_median_ms(twin) / median:.1f}x python")
+            if info.get("flowcraft_nodes_per_s") and units:
+                flowcraft = info["flowcraft_nodes_per_s"]
+                notes.append(f"Flowcraft Node {flowcraft:,}/s: {units / (median / 1000) / flowcraft:.2f}x")
             if info.get("flowcraft_ms"):
                 notes.append(
                     f"Flowcraft {info['flowcraft_ms']:g} ms: {info['flowcraft_ms'] / median:.2f}x faster"
                 )
-            lines.append(f"{group:<48} {impl:<7} {median:>11.4f} {rate:>13}  {'; '.join(notes)}")
+            lines.append(f"{group:<48} {impl:<18} {median:>11.4f} {rate:>13}  {'; '.join(notes)}")
     return lines
 
 

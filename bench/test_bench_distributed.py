@@ -3,7 +3,8 @@ loopback redis-server, a client in this process. Cases, each with 1 and 2 worker
 
 * W1 -- one 200-node chain;
 * W2 -- a 100-wide fan-out into one all-join (102 nodes);
-* W3 -- 500 concurrent 4-node diamonds (2,000 nodes), also with the pure-Python coordination;
+* W3 -- 500 concurrent 4-node diamonds (2,000 nodes), also with the pure-Python coordination and
+  with the ``chained`` and stock ``bullmq`` worker loops;
 * chain scaling -- a 50-node and a 5,000-node chain (the per-node cost must stay flat).
 
 Reported per case: nodes/s and CPU microseconds per node (worker processes + redis-server, from
@@ -82,7 +83,9 @@ def cpu_seconds(pids: list[int]) -> float:
 class Pool:
     """Worker processes for one (workers, coordination) configuration, on a queue of their own."""
 
-    def __init__(self, url: str, queue: str, workers: int, coordination: str, blueprint_file: Path) -> None:
+    def __init__(
+        self, url: str, queue: str, workers: int, coordination: str, loop: str, blueprint_file: Path
+    ) -> None:
         self.url = url
         self.queue = queue
         self.procs = [
@@ -101,6 +104,8 @@ class Pool:
                     "20",
                     "--coordination",
                     coordination,
+                    "--worker-loop",
+                    loop,
                 ],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
@@ -136,19 +141,19 @@ def redis_pid(redis_server: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def pools(
-    redis_server: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[int, str], Pool]]:
+def pools(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Pool]]:
     path = tmp_path_factory.mktemp("bench") / "blueprints.json"
     path.write_text(json.dumps(BLUEPRINTS))
-    made: dict[tuple[int, str], Pool] = {}
+    made: dict[tuple[int, str, str], Pool] = {}
 
-    def get(workers: int, coordination: str) -> Pool:
-        key = (workers, coordination)
+    def get(workers: int, coordination: str, loop: str) -> Pool:
+        key = (workers, coordination, loop)
         if key not in made:
             for other in list(made):
                 made.pop(other).close()  # one configuration at a time: idle pools still poll
-            made[key] = Pool(redis_server, f"bench-{coordination}-{workers}", workers, coordination, path)
+            made[key] = Pool(
+                redis_server, f"bench-{coordination}-{loop}-{workers}", workers, coordination, loop, path
+            )
         return made[key]
 
     yield get
@@ -168,25 +173,27 @@ async def run_workload(client: Client, blueprint_id: str, runs: int) -> int:
 
 
 CASES = [
-    # (case, blueprint, runs, workers, coordination)
-    ("W1 chain-200", "chain-200", 1, 1, "lua"),
-    ("W1 chain-200", "chain-200", 1, 2, "lua"),
-    ("W2 fanout-100", "fanout-100", 1, 1, "lua"),
-    ("W2 fanout-100", "fanout-100", 1, 2, "lua"),
-    ("W3 diamonds-500", "diamond", 500, 1, "lua"),
-    ("W3 diamonds-500", "diamond", 500, 2, "lua"),
-    ("W3 diamonds-500", "diamond", 500, 1, "python"),
-    ("W3 diamonds-500", "diamond", 500, 2, "python"),
-    ("chain-50", "chain-50", 1, 1, "lua"),
-    ("chain-5000", "chain-5000", 1, 1, "lua"),
+    # (case, blueprint, runs, workers, coordination, worker loop)
+    ("W1 chain-200", "chain-200", 1, 1, "lua", "fast"),
+    ("W1 chain-200", "chain-200", 1, 2, "lua", "fast"),
+    ("W2 fanout-100", "fanout-100", 1, 1, "lua", "fast"),
+    ("W2 fanout-100", "fanout-100", 1, 2, "lua", "fast"),
+    ("W3 diamonds-500", "diamond", 500, 1, "lua", "fast"),
+    ("W3 diamonds-500", "diamond", 500, 2, "lua", "fast"),
+    ("W3 diamonds-500", "diamond", 500, 1, "python", "fast"),
+    ("W3 diamonds-500", "diamond", 500, 2, "python", "fast"),
+    ("W3 diamonds-500", "diamond", 500, 1, "lua", "chained"),
+    ("W3 diamonds-500", "diamond", 500, 1, "lua", "bullmq"),
+    ("chain-50", "chain-50", 1, 1, "lua", "fast"),
+    ("chain-5000", "chain-5000", 1, 1, "lua", "fast"),
 ]
 
 
-@pytest.mark.parametrize(("case", "blueprint_id", "runs", "workers", "coordination"), CASES)
+@pytest.mark.parametrize(("case", "blueprint_id", "runs", "workers", "coordination", "loop"), CASES)
 def test_distributed(
     benchmark: Any,
     run_async: Any,
-    pools: Callable[[int, str], Pool],
+    pools: Callable[..., Pool],
     redis_server: str,
     redis_pid: int,
     case: str,
@@ -194,8 +201,9 @@ def test_distributed(
     runs: int,
     workers: int,
     coordination: str,
+    loop: str,
 ) -> None:
-    pool = pools(workers, coordination)
+    pool = pools(workers, coordination, loop)
     client = Client(blueprints=BLUEPRINTS, connection=redis_server, queue_name=pool.queue)
     pids = [p.pid for p in pool.procs] + [redis_pid]
     samples: list[tuple[int, float, float]] = []
@@ -216,14 +224,15 @@ def test_distributed(
     run_async(client.close)
     best = sorted(samples, key=lambda s: s[2])[len(samples) // 2]
     benchmark.extra_info.update(
-        impl=f"{coordination}-{workers}w",
+        impl=f"{coordination}-{loop}-{workers}w",
+        loop=loop,
         nodes=nodes,
         workers=workers,
         coordination=coordination,
         cpu_us_per_node=round(best[1] / best[0] * 1e6, 1),
     )
     key = case.split()[0] + (f"-{workers}" if case.startswith("W3") else "")
-    if key in FLOWCRAFT_NODES_PER_S and coordination == "lua":
+    if key in FLOWCRAFT_NODES_PER_S and coordination == "lua" and loop == "fast":
         benchmark.extra_info["flowcraft_nodes_per_s"] = FLOWCRAFT_NODES_PER_S[key]
 
 

@@ -42,6 +42,7 @@ from .execution import _lookup, _node_definition, _Outcome, _Run
 from .nodes import NodeImplementation, NodeResult
 from .redis_context import RedisContext, evaluate_lazily
 from .runtime import FlowRuntime
+from .scripts import ScriptCode, load_scripts
 from .settings import RedisSettings
 
 __all__ = ["BullMQAdapter"]
@@ -178,7 +179,7 @@ class BullMQAdapter:
         stalled_interval_ms: int = 30_000,
         max_stalled_count: int = 1,
         worker_name: str | None = None,
-        worker_loop: str = "chained",
+        worker_loop: str = "fast",
     ) -> None:
         self.settings = (
             connection if isinstance(connection, RedisSettings) else RedisSettings.from_url(connection)
@@ -201,8 +202,8 @@ class BullMQAdapter:
                 for key, source in items:
                     runtime.register_blueprint(source, id=key)
         self.runtime = runtime or FlowRuntime(registry=registry, blueprints=blueprints)
-        if worker_loop not in ("chained", "bullmq"):
-            raise ValueError(f"worker_loop must be 'chained' or 'bullmq', not {worker_loop!r}")
+        if worker_loop not in ("fast", "chained", "bullmq"):
+            raise ValueError(f"worker_loop must be 'fast', 'chained' or 'bullmq', not {worker_loop!r}")
         self.worker_loop = worker_loop
         self.queue_name = queue_name
         self.concurrency = max(1, int(concurrency))
@@ -250,8 +251,8 @@ class BullMQAdapter:
             k: v for k, v in self.settings.redis_kwargs().items() if v is not None or k == "socket_timeout"
         }
         opts = {**self._worker_opts, "connection": connection}
-        if self.worker_loop == "chained":
-            self.worker = _ChainingWorker(self, self.queue_name, opts)
+        if self.worker_loop in ("fast", "chained"):
+            self.worker = _ChainingWorker(self, self.queue_name, opts, fast=self.worker_loop == "fast")
         else:
             self.worker = Worker(self.queue_name, self._process, opts)
         self._run_task = loop.create_task(self._run_worker())
@@ -399,7 +400,10 @@ class BullMQAdapter:
         else:
             index = compiled.index.get(node_id) if compiled is not None else None
 
-        reply = await self._read(run_id, compiled, index)
+        preload = getattr(job, "bullflow_read", None)
+        reply = self._preloaded(run_id, compiled, index, preload) if preload is not None else None
+        if reply is None:
+            reply = await self._read(run_id, compiled, index)
         if reply["st"] is None:
             if not await self._adopt(run_id, blueprint_id, local):
                 return None
@@ -720,7 +724,92 @@ class BullMQAdapter:
                 )
         return finished
 
+    async def finish_job_fast(self, commit: NodeCommit | None, job: Any, token: str, fetch: bool) -> Any:
+        """Commit (if any) and ``finishJob`` (complete the job, take the next one, read what it
+        needs) in one pipelined round trip. Returns ``finishJob``'s reply, or None when the job
+        needs bullmq's own ``moveToFinished`` (the commit is applied either way)."""
+        store = self.store
+        client = self.redis
+        assert client is not None and store is not None
+        lua = store if isinstance(store, RedisCoordinationStore) else None
+        if commit is not None and lua is None:
+            await store.complete_node(commit)
+            commit = None
+        script = load_scripts()["finishJob"]
+        qk = keys.queue_keys(self.queue_name, self.run_options.queue_prefix)
+        prefix = keys.queue_key_prefix(self.queue_name, self.run_options.queue_prefix)
+        keep, age = _keep_jobs(job.opts.get("removeOnComplete", False))
+        keys_ = [qk[n] for n in _FINISH_KEYS] + [prefix + str(job.id)]
+        args = [
+            prefix,
+            job.id,
+            token,
+            self._worker_opts["lockDuration"],
+            keep,
+            age,
+            "1" if fetch else "0",
+            keys.RUN_PREFIX,
+            keys.STATE_PREFIX,
+            keys.GRAPH_PREFIX,
+        ]
+        pipe = client.pipeline(transaction=False)
+        if commit is not None and lua is not None:
+            lua.queue_complete_node(pipe, commit)
+        pipe.evalsha(script.sha, script.num_keys, *keys_, *args)
+        replies = await pipe.execute(raise_on_error=False)
+        committed, finished = (replies[0], replies[1]) if commit is not None else (None, replies[0])
+        if isinstance(finished, NoScriptError):
+            await cast("Any", client.script_load(script.source))
+            finished = await cast("Any", client.evalsha(script.sha, script.num_keys, *keys_, *args))
+        elif isinstance(finished, Exception):
+            raise finished
+        if commit is not None:
+            if isinstance(committed, NoScriptError):
+                await store.complete_node(commit)
+            elif isinstance(committed, Exception):
+                logger.error(
+                    "run %s: committing node %d failed: %s; the reconciler will run it again",
+                    commit.run_id,
+                    commit.index,
+                    committed,
+                )
+        if int(finished[0]) == ScriptCode.USE_BULLMQ:
+            return None
+        return finished
+
     # ------------------------------------------------------------------------------ reading
+    def _preloaded(
+        self, run_id: str, compiled: CompiledBlueprint | None, index: int | None, preload: Any
+    ) -> dict[str, Any] | None:
+        """The reply of :meth:`_read` from what ``finishJob`` read along with the job, when it
+        is for the graph and node this worker resolved and the node needs no other field."""
+        run_fields, lua_index, node_fields, node_input = preload
+        if not run_fields or compiled is None or index is None or lua_index is False:
+            return None
+        st, graph, bp = (_text_or_none(v) for v in run_fields)
+        if graph != compiled.content_hash or int(lua_index) != index or not node_fields:
+            return None
+        field = "_inputs." + (compiled.nodes[index].id if index < len(compiled.nodes) else "")
+        learned = self._learned.get((graph, index))
+        if index >= len(compiled.nodes) or (learned is not None and learned != (field,)):
+            return None
+        assert self.redis is not None
+        view = RedisContext(self.redis, run_id)
+        view.absorb([field], [node_input if node_input is not False else None])
+        s_, it, t, ff, rs, d = node_fields
+        return {
+            "st": st,
+            "g": graph,
+            "bp": bp,
+            "view": view,
+            "s": _int(s_),
+            "it": _int(it),
+            "t": bool(t),
+            "ff": None if not ff else int(ff),
+            "rs": rs or None,
+            "d": d or None,
+        }
+
     async def _read(
         self, run_id: str, compiled: CompiledBlueprint | None, index: int | None
     ) -> dict[str, Any]:
@@ -814,6 +903,40 @@ def _make_store(choice: str, redis: Redis, queue_name: str, queue_prefix: str) -
     raise ValueError(f"coordination_store must be 'lua', 'python' or a store instance, not {choice!r}")
 
 
+_FINISH_KEYS = (
+    "wait",
+    "active",
+    "meta",
+    "events",
+    "delayed",
+    "marker",
+    "stalled",
+    "completed",
+    "prioritized",
+)
+
+
+def _keep_jobs(option: Any) -> tuple[int, str]:
+    """bullmq's ``removeOnComplete`` as (jobs to keep: -1 all, 0 none, n newest; max age or "")."""
+    if option is True:
+        return 0, ""
+    if isinstance(option, int) and not isinstance(option, bool):
+        return option, ""
+    if isinstance(option, Mapping):
+        count = option.get("count")
+        age = option.get("age")
+        return (int(count) if isinstance(count, int) else -1), (
+            str(int(age)) if isinstance(age, (int, float)) else ""
+        )
+    return -1, ""
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _decoded(value: Any) -> Any:
     """A reply with bytes decoded to str (bullmq's clients use ``decode_responses=True``)."""
     if isinstance(value, bytes):
@@ -855,9 +978,10 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
     run again after the job was acknowledged -- the node is still ready for that iteration, so the
     late commit is the same commit."""
 
-    def __init__(self, adapter: BullMQAdapter, name: str, opts: dict[str, Any]) -> None:
+    def __init__(self, adapter: BullMQAdapter, name: str, opts: dict[str, Any], *, fast: bool) -> None:
         super().__init__(name, adapter.job_commit, opts)
         self.adapter = adapter
+        self.fast = fast
 
     async def processJob(self, job: Any, token: str) -> None:
         while job is not None:
@@ -875,6 +999,14 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
             if self.forceClosing:
                 return None
             fetch = not self.closing and not self.paused
+            if self.fast:
+                reply = await self.adapter.finish_job_fast(commit, job, token, fetch)
+                if reply is not None:
+                    job.attemptsMade = job.attemptsMade + 1
+                    self.emit("completed", job, None)
+                    return await self._next_from(reply[1], token) if fetch else None
+                commit = None  # applied; bullmq's script finishes this job
+                fetch = False
             keys_, args = self.scripts.moveToCompletedArgs(
                 job, None, job.opts.get("removeOnComplete", False), token, fetch
             )
@@ -907,3 +1039,16 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
         finally:
             self.jobs.discard((job, token))
             self.lockManager.untrack_job(job.id)
+
+    async def _next_from(self, taken: Any, token: str) -> Any:
+        """The job ``finishJob`` took (with the read it made for it), or None."""
+        if not taken:
+            return None
+        flat, job_id, run_fields, index, node_fields, node_input = taken
+        data = {_decoded(flat[k]): _decoded(flat[k + 1]) for k in range(0, len(flat), 2)}
+        following = await self.nextJobFromJobData(data, _decoded(job_id), 0, 0, token)
+        if following is None:
+            return None
+        following.bullflow_read = (run_fields, index, node_fields, node_input)
+        self.emit("active", following, "waiting")
+        return following

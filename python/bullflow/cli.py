@@ -233,6 +233,7 @@ async def _serve(
         coordination_store=args.coordination,
         concurrency=args.concurrency,
         lock_duration_ms=args.lock_duration_ms,
+        worker_loop=args.worker_loop,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -532,6 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=10, metavar="N", help="jobs at once (default 10)")
     worker.add_argument(
         "--coordination", choices=["lua", "python"], default="lua", help="coordination store (default lua)"
+    )
+    worker.add_argument(
+        "--worker-loop",
+        choices=["fast", "chained", "bullmq"],
+        default="fast",
+        help="fast: commit, finish and next job in one script call; chained: bullmq's finish-and-fetch "
+        "with the commit pipelined; bullmq: the stock bullmq Worker loop (default fast)",
     )
     worker.add_argument(
         "--lock-duration-ms", type=int, default=30_000, metavar="MS", help="job lock duration (default 30000)"

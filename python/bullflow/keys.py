@@ -105,7 +105,19 @@ def queue_key_prefix(queue: str = DEFAULT_QUEUE, prefix: str = DEFAULT_QUEUE_PRE
     return f"{prefix}:{queue}:"
 
 
-QUEUE_KEY_NAMES = ("wait", "meta", "id", "active", "events", "marker", "delayed", "completed", "failed")
+QUEUE_KEY_NAMES = (
+    "wait",
+    "meta",
+    "id",
+    "active",
+    "events",
+    "marker",
+    "delayed",
+    "completed",
+    "failed",
+    "stalled",
+    "prioritized",
+)
 
 
 def queue_keys(queue: str = DEFAULT_QUEUE, prefix: str = DEFAULT_QUEUE_PREFIX) -> dict[str, str]:

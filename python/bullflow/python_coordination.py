@@ -823,6 +823,8 @@ class _QueueKeys:
     delayed: str
     completed: str
     failed: str
+    stalled: str
+    prioritized: str
 
 
 # ---------------------------------------------------------------------------- one run (Lua)

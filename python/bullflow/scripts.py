@@ -43,6 +43,7 @@ class ScriptCode(IntEnum):
     GRAPH_MISSING = -4
     UNKNOWN_RUN = -5
     NOT_AWAITING = -6
+    USE_BULLMQ = -7
 
 
 @dataclass(frozen=True, slots=True)

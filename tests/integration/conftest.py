@@ -103,7 +103,7 @@ def spawn_worker(
 @pytest.fixture
 def worker_loop() -> str:
     """The adapter's worker loop (a module may parametrize it to run its tests on both)."""
-    return "chained"
+    return "fast"
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from bullflow import NodeContext, keys
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["chained", "bullmq"])
+@pytest.fixture(params=["fast", "chained", "bullmq"])
 def worker_loop(request: pytest.FixtureRequest) -> str:
-    """Every case runs on both worker loops: the chained one and the stock bullmq Worker."""
+    """Every case runs on every worker loop: fast, chained and the stock bullmq Worker."""
     return str(request.param)
 
 

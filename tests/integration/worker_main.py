@@ -1,6 +1,6 @@
 """A worker process for the distributed tests: ``python -m tests.integration.worker_main
 --redis-url URL --queue Q --blueprints FILE.json [--concurrency N] [--coordination lua|python]
-[--lock-ms N] [--stalled-ms N]``. Blueprints come from a JSON file (a list of blueprints) the
+[--lock-ms N] [--stalled-ms N] [--worker-loop fast|chained|bullmq]``. Blueprints come from a JSON file (a list of blueprints) the
 test writes; nodes from ``tests.integration.nodes``. SIGTERM finishes in-flight nodes."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ async def main() -> None:
     parser.add_argument("--lock-ms", type=int, default=30_000)
     parser.add_argument("--stalled-ms", type=int, default=30_000)
     parser.add_argument("--max-stalled", type=int, default=1)
+    parser.add_argument("--worker-loop", default="fast")
     args = parser.parse_args()
     logging.basicConfig(level=os.environ.get("BULLFLOW_LOG", "WARNING"))
     with open(args.blueprints) as handle:
@@ -41,6 +42,7 @@ async def main() -> None:
         lock_duration_ms=args.lock_ms,
         stalled_interval_ms=args.stalled_ms,
         max_stalled_count=args.max_stalled,
+        worker_loop=args.worker_loop,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
