@@ -1,0 +1,717 @@
+"""lua/finishJob-10.lua against a real redis-server, as a black box.
+
+Jobs are added with bullmq's own ``Queue`` and taken with bullmq's own ``Worker`` (not running:
+``getNextJob``). Where the script claims to do what bullmq's ``moveToFinished`` (with fetchNext)
+and ``moveToActive`` do for a plain job, the same scenario runs on a second queue that bullmq's
+own script finishes (``Job.moveToCompleted``), and every key of the two queues is compared:
+job hashes (timestamps by presence only), the completed set, the active and wait lists, locks,
+the events stream (event names and fields, without ids and timestamps) and the job taken next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from bullmq import FlowProducer, Queue, Worker  # type: ignore[import-untyped]
+from redis.asyncio import Redis
+
+from bullflow import keys
+from bullflow.blueprint import load_blueprint
+from bullflow.compile import compile_blueprint
+from bullflow.coordination import NodeCommit, RedisCoordinationStore, RunOptions
+from bullflow.scripts import ScriptCode, ScriptRunner
+from bullflow.settings import RedisSettings
+
+TOKEN = "worker-token"
+LOCK_MS = 12_345
+# KEYS[1..9] in the order of the script's header; KEYS[10] is the finished job's hash
+FINISH_KEYS = ("wait", "active", "meta", "events", "delayed", "marker", "stalled", "completed", "prioritized")
+TIME_FIELDS = frozenset({"timestamp", "processedOn", "finishedOn"})
+TIME = "<time>"
+COMPLETED_A = {"event": "completed", "jobId": "a", "returnvalue": "null", "prev": "active"}
+
+
+def text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def flat_to_dict(flat: list[Any] | dict[Any, Any]) -> dict[str, str]:
+    """A hash as HGETALL returns it to a script (a flat list) or to redis-py (a dict), as text."""
+    if isinstance(flat, dict):
+        return {text(k): text(v) for k, v in flat.items()}
+    return {text(flat[k]): text(flat[k + 1]) for k in range(0, len(flat), 2)}
+
+
+def without_times(job: dict[str, str]) -> dict[str, str]:
+    return {k: TIME if k in TIME_FIELDS else v for k, v in job.items()}
+
+
+async def _never(job: Any, token: str) -> None:  # the worker never runs: jobs are taken by hand
+    raise AssertionError("not called")
+
+
+class Bench:
+    """One queue: bullmq's Queue adds jobs, a bullmq Worker that is not running takes them."""
+
+    def __init__(self, redis: Redis, connection: dict[str, Any], name: str) -> None:
+        self.redis = redis
+        self.connection = connection
+        self.name = name
+        self.prefix = keys.queue_key_prefix(name)
+        self.keys = keys.queue_keys(name)
+        self.queue = Queue(name, {"connection": connection})
+        self.worker = Worker(
+            name, _never, {"connection": connection, "autorun": False, "lockDuration": LOCK_MS}
+        )
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.worker.close(), 10)
+        finally:
+            await self.queue.close()
+
+    async def add(self, job_id: str, data: Any = None, **opts: Any) -> None:
+        await self.queue.add("job", {"n": job_id} if data is None else data, {"jobId": job_id, **opts})
+
+    async def take(self, token: str = TOKEN) -> Any:
+        """The next job, moved to active by bullmq's moveToActive and locked by ``token``."""
+        job = await self.worker.getNextJob(token)
+        assert job is not None, "bullmq's moveToActive took no job"
+        return job
+
+    async def finish(
+        self,
+        job_id: str,
+        *,
+        token: str = TOKEN,
+        keep: int = -1,
+        age: str = "",
+        fetch: bool = True,
+        lock_ms: int = LOCK_MS,
+    ) -> Any:
+        return await ScriptRunner(self.redis).run(
+            "finishJob",
+            [self.keys[name] for name in FINISH_KEYS] + [self.prefix + job_id],
+            [
+                self.prefix,
+                job_id,
+                token,
+                lock_ms,
+                keep,
+                age,
+                "1" if fetch else "0",
+                keys.RUN_PREFIX,
+                keys.STATE_PREFIX,
+                keys.GRAPH_PREFIX,
+            ],
+        )
+
+    async def job(self, job_id: str) -> dict[str, str]:
+        return flat_to_dict(await self.redis.hgetall(self.prefix + job_id))  # type: ignore[misc]
+
+    async def ids(self, name: str) -> list[str]:
+        """The job ids in the queue's list or sorted set ``name``, in order."""
+        key = self.keys[name]
+        if name in ("wait", "active"):
+            return [text(v) for v in await self.redis.lrange(key, 0, -1)]  # type: ignore[misc]
+        return [text(v) for v in await self.redis.zrange(key, 0, -1)]
+
+    async def events(self) -> list[dict[str, str]]:
+        return [
+            {text(k): text(v) for k, v in fields.items()}
+            for _, fields in await self.redis.xrange(self.keys["events"])
+        ]
+
+    async def plant_completed(self, job_id: str, seconds_ago: float, **fields: str) -> None:
+        """A job completed ``seconds_ago`` (hash, logs and completed-set entry written by hand)."""
+        at = int((time.time() - seconds_ago) * 1000)
+        key = self.prefix + job_id
+        await self.redis.hset(  # type: ignore[misc]
+            key, mapping={"name": "job", "data": "{}", "returnvalue": "null", "finishedOn": at, **fields}
+        )
+        await self.redis.rpush(key + ":logs", "a log line")  # type: ignore[misc]
+        await self.redis.zadd(self.keys["completed"], {job_id: at})
+
+    async def dump(self, *, exact: bool = True) -> dict[str, Any]:
+        """Every key of the queue (name without the queue prefix) and its value; a string with
+        whether it has a TTL. Not ``exact``: timestamps by presence only (job hash times,
+        sorted-set scores, stream ids, the delay timestamp of "delayed" events), for comparing
+        two queues."""
+        out: dict[str, Any] = {}
+        async for raw in self.redis.scan_iter(match=self.prefix + "*", count=1000):
+            key = text(raw)
+            name = key.removeprefix(self.prefix)
+            kind = text(await self.redis.type(key))
+            value: Any
+            if kind == "string":
+                ttl = await self.redis.pttl(key)
+                value = (text(await self.redis.get(key)), ttl > 0)
+            elif kind == "hash":
+                value = flat_to_dict(await self.redis.hgetall(key))  # type: ignore[misc]
+                if not exact:
+                    value = without_times(value)
+            elif kind == "list":
+                value = [text(v) for v in await self.redis.lrange(key, 0, -1)]  # type: ignore[misc]
+            elif kind == "set":
+                value = sorted(text(v) for v in await self.redis.smembers(key))  # type: ignore[misc]
+            elif kind == "zset":
+                pairs = await self.redis.zrange(key, 0, -1, withscores=True)
+                value = [(text(m), s) for m, s in pairs] if exact else [text(m) for m, _ in pairs]
+            elif kind == "stream":
+                entries = [
+                    (text(i), {text(k): text(v) for k, v in f.items()})
+                    for i, f in await self.redis.xrange(key)
+                ]
+                if exact:
+                    value = entries
+                else:
+                    value = [
+                        {k: TIME if (f.get("event"), k) == ("delayed", "delay") else v for k, v in f.items()}
+                        for _, f in entries
+                    ]
+            else:
+                raise AssertionError(f"unexpected type {kind} of {key}")
+            out[name] = value
+        return out
+
+
+@pytest.fixture
+def connection(redis_settings: RedisSettings) -> dict[str, Any]:
+    return {"host": redis_settings.host, "port": redis_settings.port, "socket_timeout": None}
+
+
+@pytest.fixture
+async def bench(redis_client: Redis, connection: dict[str, Any], key_prefix: str) -> AsyncIterator[Bench]:
+    b = Bench(redis_client, connection, key_prefix)
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+@pytest.fixture
+async def pair(
+    redis_client: Redis, connection: dict[str, Any], key_prefix: str
+) -> AsyncIterator[tuple[Bench, Bench]]:
+    """Two queues: the first is finished with finishJob, the second with bullmq's moveToFinished."""
+    fast = Bench(redis_client, connection, key_prefix + "f")
+    try:
+        ref = Bench(redis_client, connection, key_prefix + "b")
+        try:
+            yield fast, ref
+        finally:
+            await ref.close()
+    finally:
+        await fast.close()
+
+
+Setup = Callable[[Bench], Awaitable[Any]]
+
+
+async def run_both(
+    pair: tuple[Bench, Bench], setup: Setup, *, keep: int = -1, age: str = "", fetch: bool = True
+) -> tuple[Any, Any]:
+    """``setup`` on both queues (it returns the active job to finish); then finishJob on the
+    first, bullmq's moveToFinished on the second. Returns finishJob's reply and bullmq's
+    [next job data, next job id, ...] (or None)."""
+    fast, ref = pair
+    job_fast = await setup(fast)
+    job_ref = await setup(ref)
+    assert job_fast.id == job_ref.id
+    reply = await fast.finish(job_fast.id, keep=keep, age=age, fetch=fetch)
+    ref_next = await job_ref.moveToCompleted(None, TOKEN, fetchNext=fetch)
+    return reply, ref_next
+
+
+async def assert_same_as_bullmq(pair: tuple[Bench, Bench], reply: Any, ref_next: Any) -> None:
+    """The queue finishJob finished holds what bullmq's moveToFinished left in the other one,
+    and the same next job was taken. The events stream is compared last, so that a difference
+    there does not hide one elsewhere."""
+    fast, ref = pair
+    fast_keys, ref_keys = await fast.dump(exact=False), await ref.dump(exact=False)
+    fast_events, ref_events = fast_keys.pop("events", []), ref_keys.pop("events", [])
+    assert fast_keys == ref_keys
+    ref_taken = ref_next[1] if ref_next and ref_next[0] else None
+    if ref_taken is None:
+        assert reply[1] is None
+    else:
+        assert reply[1] is not None, f"bullmq took {ref_taken}, finishJob took nothing"
+        assert (text(reply[1][1]), without_times(flat_to_dict(reply[1][0]))) == (
+            ref_taken,
+            without_times(ref_next[0]),
+        )
+    assert fast_events == ref_events
+
+
+async def assert_locked(bench: Bench, job_id: str, token: str = TOKEN, lock_ms: int = LOCK_MS) -> None:
+    lock = bench.prefix + job_id + ":lock"
+    assert text(await bench.redis.get(lock)) == token
+    assert lock_ms - 5_000 < await bench.redis.pttl(lock) <= lock_ms
+
+
+# ------------------------------------------------------------------------------ completing
+async def test_completes_a_plain_job_when_no_job_is_waiting(pair: tuple[Bench, Bench]) -> None:
+    async def setup(b: Bench) -> Any:
+        await b.add("a")
+        return await b.take()
+
+    reply, ref_next = await run_both(pair, setup)
+    fast = pair[0]
+    assert reply == [ScriptCode.STORED, None]
+    job = await fast.job("a")
+    assert (job["returnvalue"], job["atm"], job["ats"]) == ("null", "1", "1")
+    assert int(job["finishedOn"]) >= int(job["processedOn"])
+    assert await fast.ids("completed") == ["a"]
+    assert await fast.redis.exists(fast.prefix + "a:lock") == 0
+    assert await fast.ids("active") == []
+    assert (await fast.events())[-1] == COMPLETED_A
+    await assert_same_as_bullmq(pair, reply, ref_next)
+
+
+@pytest.mark.parametrize("lifo", [False, True], ids=["fifo", "lifo"])
+async def test_takes_the_next_waiting_job(pair: tuple[Bench, Bench], lifo: bool) -> None:
+    async def setup(b: Bench) -> Any:
+        await b.add("a")
+        await b.add("b")
+        job = await b.take()
+        await b.add("c", lifo=lifo)
+        await b.redis.sadd(b.keys["stalled"], "a")  # type: ignore[misc]
+        return job
+
+    reply, ref_next = await run_both(pair, setup)
+    fast = pair[0]
+    taken = "c" if lifo else "b"
+    code, (flat, job_id, *read) = reply
+    assert (code, text(job_id), read) == (ScriptCode.STORED, taken, [None, None, None, None])
+    job = await fast.job(taken)
+    assert flat_to_dict(flat) == job
+    assert job["ats"] == "1" and "processedOn" in job
+    assert await fast.ids("active") == [taken]
+    assert await fast.ids("wait") == ["c" if not lifo else "b"]
+    await assert_locked(fast, taken)
+    assert await fast.redis.smembers(fast.keys["stalled"]) == set()  # type: ignore[misc]
+    assert await fast.ids("marker") == ["0"]
+    assert (await fast.events())[-2:] == [
+        COMPLETED_A,
+        {"event": "active", "jobId": taken, "prev": "waiting"},
+    ]
+    await assert_same_as_bullmq(pair, reply, ref_next)
+
+
+async def test_the_next_job_is_locked_for_the_given_duration(bench: Bench) -> None:
+    await bench.add("a")
+    await bench.add("b")
+    await bench.take()
+    reply = await bench.finish("a", lock_ms=60_000)
+    assert text(reply[1][1]) == "b"
+    await assert_locked(bench, "b", lock_ms=60_000)
+
+
+# removeOnComplete as bullmq takes it, and as finishJob's ARGV[5], ARGV[6]; the completed set after
+# the call (o1 finished 2 h ago, o2 30 s ago, o3 20 s ago, then a)
+KEEP_CASES = [
+    pytest.param(False, -1, "", ["o1", "o2", "o3", "a"], id="keep-all"),
+    pytest.param(True, 0, "", ["o1", "o2", "o3"], id="remove"),
+    pytest.param(0, 0, "", ["o1", "o2", "o3"], id="count-0"),
+    pytest.param(2, 2, "", ["o3", "a"], id="count-2"),
+    pytest.param({"count": 1}, 1, "", ["a"], id="count-1"),
+    pytest.param({"count": 9}, 9, "", ["o1", "o2", "o3", "a"], id="count-9"),
+    pytest.param({"age": 3600}, -1, "3600", ["o2", "o3", "a"], id="age"),
+    pytest.param({"age": 25}, -1, "25", ["o3", "a"], id="age-25s"),
+    pytest.param({"age": 3600, "count": 2}, 2, "3600", ["o3", "a"], id="age-and-count"),
+]
+
+
+@pytest.mark.parametrize(("option", "keep", "age", "completed"), KEEP_CASES)
+async def test_remove_on_complete(
+    pair: tuple[Bench, Bench], option: Any, keep: int, age: str, completed: list[str]
+) -> None:
+    async def setup(b: Bench) -> Any:
+        await b.plant_completed("o1", 7200)
+        await b.plant_completed("o2", 30)
+        await b.plant_completed("o3", 20)
+        await b.add("a", removeOnComplete=option)
+        await b.add("b")
+        job = await b.take()
+        await b.redis.rpush(b.prefix + "a:logs", "a log line")  # type: ignore[misc]
+        return job
+
+    reply, ref_next = await run_both(pair, setup, keep=keep, age=age)
+    fast = pair[0]
+    assert reply[0] == ScriptCode.STORED and text(reply[1][1]) == "b"
+    assert await fast.ids("completed") == completed
+    for job_id in ("o1", "o2", "o3", "a"):
+        kept = job_id in completed
+        assert await fast.redis.exists(fast.prefix + job_id) == kept, job_id
+        assert await fast.redis.exists(fast.prefix + job_id + ":logs") == kept, job_id
+    assert (await fast.events())[-2]["event"] == "completed"
+    await assert_same_as_bullmq(pair, reply, ref_next)
+
+
+async def test_age_limit_removes_old_completed_child_jobs_as_bullmq_does(pair: tuple[Bench, Bench]) -> None:
+    """bullmq's removeJobsByMaxAge removes every job older than the age, a flow's child (parentKey)
+    too (its parent has long since dropped it from its dependencies)."""
+
+    async def setup(b: Bench) -> Any:
+        await b.plant_completed("child", 7200, parentKey=b.prefix + "gone-parent")
+        await b.plant_completed("o1", 7200)
+        await b.add("a", removeOnComplete={"age": 3600})
+        await b.add("b")
+        return await b.take()
+
+    reply, ref_next = await run_both(pair, setup, age="3600")
+    await assert_same_as_bullmq(pair, reply, ref_next)
+
+
+# ------------------------------------------------------------------------------ the bullflow read
+def _blueprint(key_prefix: str) -> dict[str, Any]:
+    return {
+        "id": f"{key_prefix}-bp",
+        "nodes": [{"id": "A", "uses": "x"}, {"id": "B", "uses": "x"}],
+        "edges": [{"source": "A", "target": "B"}],
+    }
+
+
+async def test_reads_the_next_jobs_run_node_and_input(
+    bench: Bench, redis_client: Redis, key_prefix: str
+) -> None:
+    compiled = compile_blueprint(load_blueprint(_blueprint(key_prefix)))
+    store = RedisCoordinationStore(redis_client, bench.name)
+    run = f"{key_prefix}-run"
+    assert (await store.start_run(run, compiled, [], RunOptions())).committed
+    job_a = await bench.take()
+    assert job_a.id == keys.job_id(run, "A")
+    a, b = compiled.index["A"], compiled.index["B"]
+    commit = NodeCommit(run, compiled.content_hash, a, 0, inputs=[(b, "_inputs.B", '"hello"', True)])
+    assert (await store.complete_node(commit)).enqueued == 1
+
+    reply = await bench.finish(job_a.id)
+
+    code, (flat, job_id, run_fields, index, node_fields, node_input) = reply
+    assert (code, text(job_id)) == (ScriptCode.STORED, keys.job_id(run, "B"))
+    assert json.loads(flat_to_dict(flat)["data"]) == {
+        "runId": run,
+        "blueprintId": f"{key_prefix}-bp",
+        "nodeId": "B",
+    }
+    assert [text(v) for v in run_fields] == ["running", compiled.content_hash, f"{key_prefix}-bp"]
+    assert index == b
+    fields = [f"{name}:{b}" for name in ("s", "it", "t", "ff", "rs", "d")]
+    assert node_fields == await redis_client.hmget(keys.run_key(run), fields)  # type: ignore[misc]
+    assert node_fields[0] is not None and node_fields[2] is not None  # ready; input from a transform
+    assert node_input == b'"hello"'
+    await assert_locked(bench, job_id.decode())
+
+
+# what the run hash, the graph and the state hold for the job's data
+# {runId, blueprintId, nodeId: "Z", index?}; the graph maps Z to 3
+READ_CASES = [
+    pytest.param(True, True, 7, 7, id="data.index"),
+    pytest.param(True, True, None, 3, id="graph-ix"),
+    pytest.param(True, False, None, None, id="no-graph-entry"),
+    pytest.param(False, False, None, None, id="no-run"),
+]
+
+
+@pytest.mark.parametrize(("has_run", "in_graph", "data_index", "index"), READ_CASES)
+async def test_reads_the_node_by_data_index_or_the_graph(
+    bench: Bench,
+    redis_client: Redis,
+    key_prefix: str,
+    has_run: bool,
+    in_graph: bool,
+    data_index: int | None,
+    index: int | None,
+) -> None:
+    run = f"{key_prefix}-run"
+    graph = keys.graph_key(key_prefix)
+    await redis_client.hset(graph, mapping={"meta": "{}", **({"ix:Z": 3} if in_graph else {})})  # type: ignore[misc]
+    if has_run:
+        await redis_client.hset(  # type: ignore[misc]
+            keys.run_key(run),
+            mapping={
+                "st": "running",
+                "g": key_prefix,
+                "bp": "bp",
+                "s:3": "1",
+                "it:3": "4",
+                "s:7": "2",
+                "it:7": "5",
+                "d:7": '{"id":"Z"}',
+            },
+        )
+        await redis_client.hset(keys.state_key(run), "_inputs.Z", "[1,2]")  # type: ignore[misc]
+    data: dict[str, Any] = {"runId": run, "blueprintId": "bp", "nodeId": "Z"}
+    if data_index is not None:
+        data["index"] = data_index
+    await bench.add("a")
+    await bench.add("z", data)
+    await bench.take()
+
+    code, (flat, job_id, run_fields, got_index, node_fields, node_input) = await bench.finish("a")
+
+    assert (code, text(job_id), flat_to_dict(flat)) == (ScriptCode.STORED, "z", await bench.job("z"))
+    no_run: list[bytes | None] = [None, None, None]
+    assert run_fields == ([b"running", key_prefix.encode(), b"bp"] if has_run else no_run)
+    assert got_index == index
+    if index is None:
+        assert node_fields is None
+    else:
+        s, it = {3: (b"1", b"4"), 7: (b"2", b"5")}[index]
+        assert node_fields == [s, it, None, None, None, b'{"id":"Z"}' if index == 7 else None]
+    assert node_input == (b"[1,2]" if has_run else None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "text",
+        [1, 2],
+        {"n": 1},
+        {"runId": 5, "nodeId": "B"},
+        {"runId": "r", "blueprintId": "bp"},
+        {"runId": "r", "nodeId": ["B"]},
+        None,
+    ],
+    ids=["string", "array", "object", "numeric-runId", "no-nodeId", "array-nodeId", "not-json"],
+)
+async def test_a_next_job_that_is_not_a_node_job_reads_nothing(bench: Bench, data: Any) -> None:
+    await bench.add("a")
+    await bench.add("b", {"x": 1} if data is None else data)
+    if data is None:
+        await bench.redis.hset(bench.prefix + "b", "data", "{not json")  # type: ignore[misc]
+    await bench.take()
+    reply = await bench.finish("a")
+    assert reply[0] == ScriptCode.STORED
+    flat, job_id, *read = reply[1]
+    assert (text(job_id), flat_to_dict(flat), read) == ("b", await bench.job("b"), [None, None, None, None])
+
+
+# ------------------------------------------------------------------------------ left to bullmq
+async def _missing_hash(b: Bench) -> tuple[str, str]:
+    return "nope", TOKEN
+
+
+async def _other_token(b: Bench) -> tuple[str, str]:
+    return "a", "another-token"
+
+
+async def _no_lock(b: Bench) -> tuple[str, str]:
+    await b.redis.delete(b.prefix + "a:lock")
+    return "a", TOKEN
+
+
+async def _not_active(b: Bench) -> tuple[str, str]:
+    await b.redis.lrem(b.keys["active"], 0, "a")  # type: ignore[misc]
+    return "a", TOKEN
+
+
+def _field(name: str, value: str) -> Callable[[Bench], Awaitable[tuple[str, str]]]:
+    async def mutate(b: Bench) -> tuple[str, str]:
+        await b.redis.hset(b.prefix + "a", name, value)  # type: ignore[misc]
+        return "a", TOKEN
+
+    return mutate
+
+
+async def _dependencies(b: Bench) -> tuple[str, str]:
+    await b.redis.sadd(b.prefix + "a:dependencies", b.prefix + "child")  # type: ignore[misc]
+    return "a", TOKEN
+
+
+async def _failed_children(b: Bench) -> tuple[str, str]:
+    """bullmq's moveToFinished refuses to complete such a job (-9, "has failed children")."""
+    await b.redis.zadd(b.prefix + "a:unsuccessful", {b.prefix + "child": 1})
+    return "a", TOKEN
+
+
+FALLBACKS = [
+    pytest.param(_missing_hash, id="job-hash-missing"),
+    pytest.param(_other_token, id="lock-of-another-token"),
+    pytest.param(_no_lock, id="lock-missing"),
+    pytest.param(_not_active, id="not-in-active"),
+    pytest.param(_field("parentKey", "bull:other:p"), id="parentKey"),
+    pytest.param(_field("parent", '{"id":"p","queueKey":"bull:other"}'), id="parent"),
+    pytest.param(_field("deid", "dedup"), id="deid"),
+    pytest.param(_dependencies, id="dependencies"),
+    pytest.param(_failed_children, id="failed-children"),
+]
+
+
+@pytest.mark.parametrize("mutate", FALLBACKS)
+async def test_falls_back_to_bullmq_and_changes_nothing(
+    bench: Bench, mutate: Callable[[Bench], Awaitable[tuple[str, str]]]
+) -> None:
+    await bench.add("a")
+    await bench.add("b")
+    await bench.take()
+    job_id, token = await mutate(bench)
+    before = await bench.dump()
+    assert await bench.finish(job_id, token=token) == [ScriptCode.USE_BULLMQ, None]
+    assert await bench.dump() == before
+
+
+async def test_a_flow_child_falls_back_to_bullmq(bench: Bench) -> None:
+    flow = FlowProducer({"connection": bench.connection})
+    try:
+        await flow.add(
+            {
+                "name": "parent",
+                "queueName": bench.name,
+                "data": {},
+                "opts": {"jobId": "p"},
+                "children": [{"name": "child", "queueName": bench.name, "data": {}, "opts": {"jobId": "c"}}],
+            }
+        )
+    finally:
+        await flow.close()
+    await bench.add("b")
+    child = await bench.take()
+    assert child.id == "c" and child.parentKey == bench.prefix + "p"
+    before = await bench.dump()
+    assert await bench.finish("c") == [ScriptCode.USE_BULLMQ, None]
+    assert await bench.dump() == before
+
+
+async def test_a_deduplicated_job_falls_back_to_bullmq(bench: Bench) -> None:
+    await bench.add("a", deduplication={"id": "once"})
+    await bench.add("b")
+    await bench.take()
+    assert (await bench.job("a"))["deid"] == "once"
+    before = await bench.dump()
+    assert await bench.finish("a") == [ScriptCode.USE_BULLMQ, None]
+    assert await bench.dump() == before
+
+
+# ------------------------------------------------------------------------------ no next job
+async def _waiting_b(b: Bench) -> Any:
+    await b.add("a")
+    await b.add("b")
+    return await b.take()
+
+
+async def test_no_fetch_when_not_asked(pair: tuple[Bench, Bench]) -> None:
+    reply, ref_next = await run_both(pair, _waiting_b, fetch=False)
+    fast = pair[0]
+    assert reply == [ScriptCode.STORED, None]
+    assert (await fast.ids("completed"), await fast.ids("wait"), await fast.ids("active")) == (
+        ["a"],
+        ["b"],
+        [],
+    )
+    await assert_same_as_bullmq(pair, reply, ref_next)
+
+
+async def test_no_fetch_on_a_paused_queue(pair: tuple[Bench, Bench]) -> None:
+    async def setup(b: Bench) -> Any:
+        job = await _waiting_b(b)
+        await b.queue.pause()
+        return job
+
+    reply, ref_next = await run_both(pair, setup)
+    fast = pair[0]
+    assert reply == [ScriptCode.STORED, None]
+    assert (await fast.ids("completed"), await fast.ids("wait"), await fast.ids("active")) == (
+        ["a"],
+        ["b"],
+        [],
+    )
+    await assert_same_as_bullmq(pair, reply, ref_next)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+async def test_global_concurrency(pair: tuple[Bench, Bench], concurrency: int) -> None:
+    """One other job is active: at concurrency 1 nothing is taken, at 2 the next job is."""
+
+    async def setup(b: Bench) -> Any:
+        await b.add("a")
+        await b.add("other")
+        await b.add("b")
+        job = await b.take()
+        await b.take("other-token")
+        await b.queue.setGlobalConcurrency(concurrency)
+        return job
+
+    reply, ref_next = await run_both(pair, setup)
+    fast = pair[0]
+    assert reply[0] == ScriptCode.STORED
+    if concurrency == 1:
+        assert reply[1] is None
+        assert (await fast.ids("wait"), await fast.ids("active")) == (["b"], ["other"])
+    else:
+        assert text(reply[1][1]) == "b"
+        assert (await fast.ids("wait"), await fast.ids("active")) == ([], ["b", "other"])
+    assert await fast.ids("completed") == ["a"]
+    await assert_same_as_bullmq(pair, reply, ref_next)
+
+
+async def test_no_fetch_on_a_rate_limited_queue(bench: Bench) -> None:
+    """A global rate limit is left to bullmq's moveToActive (which counts the jobs it takes)."""
+    await _waiting_b(bench)
+    await bench.queue.setGlobalRateLimit(5, 60_000)
+    assert await bench.finish("a") == [ScriptCode.STORED, None]
+    assert (await bench.ids("completed"), await bench.ids("wait"), await bench.ids("active")) == (
+        ["a"],
+        ["b"],
+        [],
+    )
+    assert await bench.redis.exists(bench.prefix + "limiter") == 0
+    assert (await bench.events())[-1]["event"] == "completed"
+
+
+async def test_no_fetch_when_a_due_delayed_job_has_a_priority(bench: Bench) -> None:
+    """bullmq's moveToActive would promote the prioritized job to the prioritized set; finishJob
+    promotes nothing and takes nothing."""
+    await _waiting_b(bench)
+    await bench.add("d1", delay=20)
+    await bench.add("d2", delay=20, priority=3)
+    await asyncio.sleep(0.08)
+    before = await bench.ids("delayed")
+    assert await bench.finish("a") == [ScriptCode.STORED, None]
+    assert await bench.ids("delayed") == before == ["d1", "d2"]
+    assert (await bench.ids("wait"), await bench.ids("active"), await bench.ids("prioritized")) == (
+        ["b"],
+        [],
+        [],
+    )
+    assert (await bench.job("d1"))["delay"] == "20"
+    assert (await bench.ids("completed")) == ["a"]
+    assert (await bench.events())[-1] == COMPLETED_A
+
+
+# ------------------------------------------------------------------------------ delayed jobs
+@pytest.mark.parametrize("waiting", [True, False], ids=["a-job-waits", "none-waits"])
+async def test_promotes_due_delayed_jobs_then_takes_the_oldest_waiting(
+    pair: tuple[Bench, Bench], waiting: bool
+) -> None:
+    async def setup(b: Bench) -> Any:
+        await b.add("a")
+        job = await b.take()
+        if waiting:
+            await b.add("b")
+        await b.add("d1", delay=20)
+        await b.add("d2", delay=20)
+        await b.add("later", delay=60_000)
+        await asyncio.sleep(0.08)
+        return job
+
+    reply, ref_next = await run_both(pair, setup)
+    fast = pair[0]
+    taken = "b" if waiting else "d1"
+    assert reply[0] == ScriptCode.STORED and text(reply[1][1]) == taken
+    assert await fast.ids("delayed") == ["later"]
+    assert await fast.ids("wait") == (["d2", "d1"] if waiting else ["d2"])
+    assert await fast.ids("active") == [taken]
+    for job_id in ("d1", "d2"):
+        assert (await fast.job(job_id))["delay"] == "0"
+    assert (await fast.events())[-3:] == [
+        {"event": "waiting", "jobId": "d1", "prev": "delayed"},
+        {"event": "waiting", "jobId": "d2", "prev": "delayed"},
+        {"event": "active", "jobId": taken, "prev": "waiting"},
+    ]
+    await assert_same_as_bullmq(pair, reply, ref_next)
