@@ -995,6 +995,11 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
         self.jobs.add((job, token))
         self.lockManager.track_job(job.id, token, int(time.time() * 1000), should_create_controller=False)
         try:
+            if job.deferredFailure:
+                failure = UnrecoverableError(job.deferredFailure)
+                await job.moveToFailed(failure, token)
+                self.emit("failed", job, failure)
+                return None
             commit = await self.adapter.job_commit(job)
             if self.forceClosing:
                 return None

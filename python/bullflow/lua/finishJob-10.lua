@@ -5,7 +5,8 @@
   rate limit; and reads what the next job's node needs (its run's coordination fields and its
   input), saving the worker a round trip. A job outside that common case, or a queue that is rate
   limited, paused, at its global concurrency or has only prioritized jobs, is left to bullmq's own
-  scripts: the code says which.
+  scripts: the code says which. A job with failed children, or an age limit that would remove a
+  completed child job, is left to bullmq's moveToFinished as well.
 
   Input:
     KEYS[1] queue wait list
@@ -45,7 +46,8 @@ if rcall("EXISTS", jobKey) ~= 1 then
   return { -7, false }
 end
 local attributes = rcall("HMGET", jobKey, "parentKey", "parent", "deid")
-if attributes[1] or attributes[2] or attributes[3] or rcall("SCARD", jobKey .. ":dependencies") ~= 0 then
+if attributes[1] or attributes[2] or attributes[3] or rcall("SCARD", jobKey .. ":dependencies") ~= 0
+  or rcall("ZCARD", jobKey .. ":unsuccessful") ~= 0 then
   return { -7, false }
 end
 local lockKey = jobKey .. ":lock"
@@ -54,27 +56,33 @@ if rcall("GET", lockKey) ~= ARGV[3] or not rcall("LPOS", KEYS[2], jobId) then
 end
 local t = rcall("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local keep = tonumber(ARGV[5])
+-- completed jobs past the age limit; a child job among them (its parent's bookkeeping) is left,
+-- with this whole job, to bullmq's moveToFinished
+local aged = {}
+if keep ~= 0 and ARGV[6] ~= "" then
+  aged = rcall("ZREVRANGEBYSCORE", KEYS[8], now - tonumber(ARGV[6]) * 1000, "-inf", "LIMIT", 0, 1000)
+  for _, id in ipairs(aged) do
+    local old = rcall("HMGET", prefix .. id, "parentKey", "parent")
+    if old[1] or old[2] then
+      return { -7, false }
+    end
+  end
+end
 rcall("LREM", KEYS[2], -1, jobId)
 rcall("DEL", lockKey)
 rcall("SREM", KEYS[7], jobId)
 local maxEvents = getOrSetMaxEvents(KEYS[3])
 rcall("XTRIM", KEYS[4], "MAXLEN", "~", maxEvents)
 rcall("HINCRBY", jobKey, "atm", 1)
-local keep = tonumber(ARGV[5])
 if keep ~= 0 then
   rcall("ZADD", KEYS[8], now, jobId)
   rcall("HSET", jobKey, "returnvalue", "null", "finishedOn", now)
-  if ARGV[6] ~= "" then
-    local start = now - tonumber(ARGV[6]) * 1000
-    local old = rcall("ZREVRANGEBYSCORE", KEYS[8], start, "-inf", "LIMIT", 0, 1000)
-    for _, id in ipairs(old) do
-      local key = prefix .. id
-      if not rcall("HGET", key, "parentKey") then
-        rcall("DEL", key, key .. ":logs", key .. ":dependencies", key .. ":processed", key .. ":failed",
-          key .. ":unsuccessful")
-        rcall("ZREM", KEYS[8], id)
-      end
-    end
+  for _, id in ipairs(aged) do
+    local key = prefix .. id
+    rcall("DEL", key, key .. ":logs", key .. ":dependencies", key .. ":processed", key .. ":failed",
+      key .. ":unsuccessful")
+    rcall("ZREM", KEYS[8], id)
   end
   if keep > 0 then
     local extra = rcall("ZREVRANGE", KEYS[8], keep, -1)
@@ -91,18 +99,26 @@ else
 end
 rcall("XADD", KEYS[4], "*", "event", "completed", "jobId", jobId, "returnvalue", "null", "prev", "active")
 
-if ARGV[7] ~= "1" then
+-- no next job: the "drained" event when nothing is left, as moveToFinished emits it
+local function noNext()
+  if rcall("LLEN", KEYS[1]) == 0 and rcall("LLEN", KEYS[2]) == 0 and rcall("ZCARD", KEYS[9]) == 0 then
+    rcall("XADD", KEYS[4], "*", "event", "drained")
+  end
   return { 1, false }
+end
+
+if ARGV[7] ~= "1" then
+  return noNext()
 end
 local meta = rcall("HMGET", KEYS[3], "paused", "concurrency", "max")
 if meta[1] or meta[3] or (meta[2] and rcall("LLEN", KEYS[2]) >= tonumber(meta[2])) then
-  return { 1, false }
+  return noNext()
 end
 -- due delayed jobs go to wait first, as moveToActive's promoteDelayedJobs does
 local due = rcall("ZRANGEBYSCORE", KEYS[5], 0, (now + 1) * 0x1000 - 1, "LIMIT", 0, 1000)
 for _, id in ipairs(due) do
   if (tonumber(rcall("HGET", prefix .. id, "priority")) or 0) ~= 0 then
-    return { 1, false } -- a prioritized job is due: bullmq's moveToActive promotes them
+    return noNext() -- a prioritized job is due: bullmq's moveToActive promotes them
   end
 end
 for _, id in ipairs(due) do
@@ -116,7 +132,7 @@ if #due > 0 then
 end
 local nextId = rcall("RPOPLPUSH", KEYS[1], KEYS[2])
 if not nextId then
-  return { 1, false }
+  return noNext()
 end
 local nextKey = prefix .. nextId
 rcall("SET", nextKey .. ":lock", ARGV[3], "PX", ARGV[4])
