@@ -430,6 +430,15 @@ class BullMQAdapter:
                 job.id,
             )
             return None
+        if str(job.id) != keys.job_id(run_id, node_id, iteration) and not (
+            iteration == 0 and index in compiled.graph.start
+        ):
+            # Not the job the run enqueued for this node: only a client's own start jobs (any
+            # ids) are taken; e.g. a client's job for a fallback-only node never runs it.
+            logger.info(
+                "run %s: job %s is not this run's job for node %s; acknowledged", run_id, job.id, node_id
+            )
+            return None
         if reply["s"] != _READY or reply["it"] != iteration:
             logger.debug(
                 "run %s node %s iteration %d is settled already; job %s acknowledged",

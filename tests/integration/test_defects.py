@@ -444,3 +444,52 @@ async def test_node_result_action_and_context_writes(make_adapter: Any, make_cli
     result = await (await make_client([bp]).start("pick")).result(20)
     assert result.context["_outputs.H"] == "H(14)"
     assert "_outputs.L" not in result.context
+
+
+async def test_a_clients_job_for_a_fallback_only_node_never_runs_it(
+    make_adapter: Any, make_client: Any, redis_client: Any, redis_server: str, key_prefix: str
+) -> None:
+    """A Flowcraft-style client enqueues every node without incoming edges, fallback-only ones
+    too. Such a job for a fallback node that the run itself made ready must not run it a second
+    time: only the run's own job (<runId>_<nodeId>) runs a node that is not a start node."""
+    from bullflow.coordination import NodeCommit, RedisCoordinationStore
+
+    ran: list[str] = []
+    bp = {
+        "id": "fb-start",
+        "nodes": [
+            {"id": "A", "uses": "echo"},
+            {"id": "B", "uses": "boom", "config": {"fallback": "F"}},
+            {"id": "F", "uses": "f"},
+        ],
+        "edges": [{"source": "A", "target": "B"}],
+    }
+    client = make_client([bp])
+    compiled = client.compiled("fb-start")
+    handle = await client.start("fb-start")
+    store = RedisCoordinationStore(redis_client, key_prefix)
+    g = compiled.content_hash
+    assert (
+        await store.complete_node(NodeCommit(handle.run_id, g, 0, 0, writes=[("_outputs.A", '"a"')]))
+    ).committed
+    assert (await store.complete_node(NodeCommit(handle.run_id, g, 1, 0, mode="fallback"))).committed
+    port = int(redis_server.rsplit(":", 1)[1].split("/")[0])
+    queue = Queue(key_prefix, {"connection": {"host": "127.0.0.1", "port": port, "socket_timeout": None}})
+    try:  # the client's own start job for F, after the run made F ready
+        await queue.add("executeNode", {"runId": handle.run_id, "blueprintId": "fb-start", "nodeId": "F"})
+    finally:
+        await queue.close()
+    prefix = keys.queue_key_prefix(key_prefix)
+    for job in (keys.job_id(handle.run_id, "A"), keys.job_id(handle.run_id, "B")):
+        await redis_client.lrem(prefix + "wait", 0, job)  # already committed above
+
+    async def f(ctx: NodeContext) -> str:
+        ran.append("F")
+        await asyncio.sleep(0.3)  # both jobs are taken while F runs
+        return "from F"
+
+    make_adapter([bp], registry={"f": f})
+    result = await handle.result(20)
+    await asyncio.sleep(0.2)
+    assert result.status == "completed"
+    assert ran == ["F"]
