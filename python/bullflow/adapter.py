@@ -20,12 +20,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, cast
 
+import orjson
 from bullmq import (  # type: ignore[import-untyped]
     DelayedError,
     UnrecoverableError,
     WaitingChildrenError,
     Worker,
 )
+from bullmq.job import Job, optsFromJSON  # type: ignore[import-untyped]
 from bullmq.scripts import raw2NextJobData  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -493,7 +495,9 @@ class BullMQAdapter:
                         signals.discard(signal)
                         if not signals:
                             del self._signals[run_id]
-            commit = await self._commit_for(run_id, compiled, nodes, node, iteration, view, outcome, last)
+            commit = await self._commit_for(
+                run_id, compiled, nodes, node, iteration, view, outcome, last, reply["ff"]
+            )
         except CodecError as err:
             message = f"Node '{node.id}': {err}"
             await store.fail_node(run_id, graph, index, iteration, message)
@@ -515,6 +519,7 @@ class BullMQAdapter:
         view: RedisContext,
         outcome: _Outcome,
         last: bool,
+        origin: int | None,
     ) -> NodeCommit | BaseException | None:
         """The commit for an execution's outcome; an exception to raise (a retry); or None
         (nothing to commit: the node failed for good and failNode ran, or it was cancelled)."""
@@ -552,6 +557,24 @@ class BullMQAdapter:
                 commit.awaiting = details
             return commit
 
+        edges = node.out_edges
+        if not node.has_conditions and not node.inherits_edges and all(e.transform is None for e in edges):
+            # No expression to evaluate: action-first edge choice, the output as every input.
+            taken = [e for e in edges if e.action == result.action] if result.action is not None else []
+            if not taken:
+                taken = [e for e in edges if e.action is None]
+            commit.taken = None if len(taken) == len(edges) else [e.index for e in taken]
+            if taken:
+                encoded = encode_value(output, "_outputs." + node.id).decode()
+                commit.inputs = [
+                    (e.target, "_inputs." + nodes[e.target].id, encoded, False)
+                    for e in taken
+                    if e.target < len(nodes)
+                ]
+            if result.dynamic_nodes:
+                commit.dynamic = self._dynamic_payload(compiled, result)
+            return commit
+
         job_run = _JobRun(
             self.runtime,
             compiled,
@@ -563,10 +586,8 @@ class BullMQAdapter:
             attempt=1,
             attempts=1,
             last_attempt=True,
-            fallback_origin=None,
+            fallback_origin=origin,
         )
-        origin = await self._fallback_origin(run_id, node)
-        job_run.scheduler = cast("Any", _FallbackOrigin(origin))
 
         def decide(scope: Mapping[str, Any]) -> tuple[list[Any], list[tuple[int, str, Any, bool]], list[Any]]:
             job_run.data = cast("dict[str, Any]", scope)
@@ -628,13 +649,6 @@ class BullMQAdapter:
         if continuation:
             payload["continuation"] = [continuation[0].id, encode_value(continuation[0].to_dict()).decode()]
         return payload
-
-    async def _fallback_origin(self, run_id: str, node: CompiledNode) -> int | None:
-        if not node.inherits_edges:
-            return None
-        assert self.redis is not None
-        raw = await cast("Any", self.redis.hget(keys.run_key(run_id), f"ff:{node.index}"))
-        return None if raw is None else int(raw)
 
     async def _resumed_outcome(
         self, run_id: str, compiled: CompiledBlueprint, node: CompiledNode, view: RedisContext, raw: bytes
@@ -1055,14 +1069,60 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
             self.lockManager.untrack_job(job.id)
 
     async def _next_from(self, taken: Any, token: str) -> Any:
-        """The job ``finishJob`` took (with the read it made for it), or None."""
+        """The job ``finishJob`` took (with the read it made for it), or None. A plain job becomes
+        a :class:`_LightJob`; one a job scheduler made goes through bullmq's own bookkeeping."""
         if not taken:
             return None
         flat, job_id, run_fields, index, node_fields, node_input = taken
-        data = {_decoded(flat[k]): _decoded(flat[k + 1]) for k in range(0, len(flat), 2)}
-        following = await self.nextJobFromJobData(data, _decoded(job_id), 0, 0, token)
-        if following is None:
-            return None
+        raw = {_decoded(flat[k]): _decoded(flat[k + 1]) for k in range(0, len(flat), 2)}
+        job_id = _decoded(job_id)
+        following: Any
+        if raw.get("rjk"):
+            following = await self.nextJobFromJobData(raw, job_id, 0, 0, token)
+            if following is None:
+                return None
+        else:
+            self.drained = False
+            following = _LightJob(self, raw, job_id, token)
         following.bullflow_read = (run_fields, index, node_fields, node_input)
         self.emit("active", following, "waiting")
         return following
+
+
+class _LightJob:
+    """A job the fast loop took: what processing reads (id, data, opts, attempts), without building
+    bullmq's ``Job`` (two JSON parses and forty attributes per node); a failure builds the real one
+    to let bullmq fail or retry it."""
+
+    __slots__ = (
+        "_raw",
+        "_worker",
+        "attemptsMade",
+        "bullflow_read",
+        "data",
+        "deferredFailure",
+        "id",
+        "name",
+        "opts",
+        "token",
+    )
+
+    def __init__(self, worker: Any, raw: dict[str, Any], job_id: str, token: str) -> None:
+        self._worker = worker
+        self._raw = raw
+        self.id = job_id
+        self.name = raw.get("name")
+        self.token = token
+        try:
+            self.data = orjson.loads(raw.get("data") or "{}")
+            self.opts = optsFromJSON(orjson.loads(raw.get("opts") or "{}"))
+        except orjson.JSONDecodeError:
+            self.data, self.opts = {}, {}
+        self.attemptsMade = int(raw.get("atm") or 0)
+        self.deferredFailure = raw.get("defa")
+        self.bullflow_read: Any = None
+
+    async def moveToFailed(self, err: Exception, token: str) -> None:
+        job = Job.fromJSON(self._worker, self._raw, self.id)
+        job.token = token
+        await job.moveToFailed(err, token)

@@ -63,16 +63,28 @@ def result_from_status(run_id: str, text: bytes | str) -> WorkflowResult:
 class RunHandle:
     """A started run."""
 
-    def __init__(self, client: Client, run_id: str, blueprint_id: str) -> None:
+    def __init__(
+        self, client: Client, run_id: str, blueprint_id: str, first: asyncio.Future[bytes] | None = None
+    ) -> None:
         self.client = client
         self.run_id = run_id
         self.blueprint_id = blueprint_id
+        # Set up before the run started, so its first status cannot be missed (no status read).
+        self._first = first
 
     async def result(self, timeout: float | None = None) -> WorkflowResult:
         """The run's result once it is published (``completed``, ``failed``, ``cancelled``, or
         ``awaiting`` when it waits for a resume). Raises ``TimeoutError`` after ``timeout``
         seconds."""
-        return await self.client.wait_for(self.run_id, timeout)
+        first = self._first
+        if first is None:
+            return await self.client.wait_for(self.run_id, timeout)
+        try:
+            text = await asyncio.wait_for(asyncio.shield(first), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TimeoutError(f"run {self.run_id} did not finish within {timeout} s") from None
+        self._first = None
+        return result_from_status(self.run_id, text)
 
     async def status(self) -> WorkflowResult | None:
         return await self.client.status(self.run_id)
@@ -152,12 +164,20 @@ class Client:
         compiled = self.compiled(blueprint_id)
         run_id = run_id or str(uuid.uuid4())
         pairs = [(str(k), encode_value(v, str(k)).decode()) for k, v in (context or {}).items()]
-        outcome = await self.store.start_run(run_id, compiled, pairs, self.run_options)
-        if outcome.code == ScriptCode.ALREADY_PRESENT:
-            raise BullflowError(f"a run with id {run_id!r} exists already")
+        await self._subscribe()  # before the run exists: its status cannot be missed
+        first: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(run_id, []).append(first)
+        try:
+            outcome = await self.store.start_run(run_id, compiled, pairs, self.run_options)
+        except BaseException:
+            self._waiters.pop(run_id, None)
+            raise
         if outcome.code != ScriptCode.STORED:
+            self._waiters.pop(run_id, None)
+            if outcome.code == ScriptCode.ALREADY_PRESENT:
+                raise BullflowError(f"a run with id {run_id!r} exists already")
             raise BullflowError(f"could not start run {run_id!r}: startRun returned {outcome.code.name}")
-        return RunHandle(self, run_id, compiled.id)
+        return RunHandle(self, run_id, compiled.id, first)
 
     def handle(self, run_id: str, blueprint_id: str = "") -> RunHandle:
         """A handle on a run started elsewhere."""
@@ -200,6 +220,7 @@ class Client:
         raise ResumeError(f"Cannot resume run '{run_id}': {code.name}")
 
     async def wait_for(self, run_id: str, timeout: float | None = None) -> WorkflowResult:
+        """The run's status once published (or the one published already)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         self._waiters.setdefault(run_id, []).append(future)
@@ -250,6 +271,13 @@ class Client:
                 await asyncio.sleep(0.5)
                 with contextlib.suppress(Exception):
                     await pubsub.psubscribe(prefix + "*")
+                for run_id in list(self._waiters):  # statuses sent while disconnected
+                    with contextlib.suppress(Exception):
+                        raw = await cast("Any", self.redis.get(keys.status_key(run_id)))
+                        if raw is not None:
+                            for future in self._waiters.pop(run_id, ()):
+                                if not future.done():
+                                    future.set_result(raw)
                 continue
             if message is None:
                 continue
@@ -260,6 +288,7 @@ class Client:
             elif kind == "pmessage":
                 channel = message.get("channel")
                 channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-                for future in self._waiters.get(channel[len(prefix) :], ()):
+                # A status wakes every waiter of the run; each waits again if it wants the next.
+                for future in self._waiters.pop(channel[len(prefix) :], ()):
                     if not future.done():
                         future.set_result(message["data"])
