@@ -173,6 +173,36 @@ async def test_a6_loop_counts_to_five() -> None:
     assert inputs == [None, 1, 2, 3, 4]
 
 
+EARLY_EXIT = {
+    "id": "early",
+    "nodes": [
+        {"id": "init", "uses": "init"},
+        {"id": "body", "uses": "body"},
+        {
+            "id": "myLoop",
+            "uses": "loop-controller",
+            "params": {"condition": "counter < 10"},
+            "config": {"joinStrategy": "any"},
+        },
+        {"id": "specialExit", "uses": "special"},
+        {"id": "end", "uses": "end"},
+    ],
+    "edges": [
+        {"source": "myLoop", "target": "end", "action": "break", "transform": 'context["body"]'},
+        {
+            "source": "myLoop",
+            "target": "specialExit",
+            "action": "break",
+            "condition": "counter === 5",
+            "transform": 'context["body"]',
+        },
+        {"source": "init", "target": "myLoop"},
+        {"source": "body", "target": "myLoop"},
+        {"source": "myLoop", "target": "body", "action": "continue", "transform": 'context["body"]'},
+    ],
+}
+
+
 async def test_a7_early_loop_exit_through_a_conditional_edge() -> None:
     special = 0
 
@@ -187,34 +217,7 @@ async def test_a7_early_loop_exit_through_a_conditional_edge() -> None:
         special += 1
         return "exit"
 
-    bp = {
-        "id": "early",
-        "nodes": [
-            {"id": "init", "uses": "init"},
-            {"id": "body", "uses": "body"},
-            {
-                "id": "myLoop",
-                "uses": "loop-controller",
-                "params": {"condition": "counter < 10"},
-                "config": {"joinStrategy": "any"},
-            },
-            {"id": "specialExit", "uses": "special"},
-            {"id": "end", "uses": "end"},
-        ],
-        "edges": [
-            {"source": "myLoop", "target": "end", "action": "break", "transform": 'context["body"]'},
-            {
-                "source": "myLoop",
-                "target": "specialExit",
-                "action": "break",
-                "condition": "counter === 5",
-                "transform": 'context["body"]',
-            },
-            {"source": "init", "target": "myLoop"},
-            {"source": "body", "target": "myLoop"},
-            {"source": "myLoop", "target": "body", "action": "continue", "transform": 'context["body"]'},
-        ],
-    }
+    bp = EARLY_EXIT
     rt = FlowRuntime(registry={"init": init, "body": body, "special": special_exit, "end": ret("end")})
     result = await rt.run(bp)
     assert special == 1
@@ -265,6 +268,21 @@ async def test_a8_guard_limit_is_configurable() -> None:
         await FlowRuntime(registry={"noop": ret(None)}, max_waves=50).run(bp)
 
 
+RETRY_FALLBACK = {
+    "id": "retry-fallback-flow",
+    "nodes": [
+        {"id": "start", "uses": "s"},
+        {"id": "failingNode", "uses": "f", "config": {"maxRetries": 3, "fallback": "fallbackNode"}},
+        {"id": "fallbackNode", "uses": "fb"},
+        {"id": "endNode", "uses": "e"},
+    ],
+    "edges": [
+        {"source": "start", "target": "failingNode"},
+        {"source": "failingNode", "target": "endNode"},
+    ],
+}
+
+
 async def test_a9_retry_and_config_fallback_with_edge_inheritance() -> None:
     calls = {"f": 0, "fb": 0}
 
@@ -276,19 +294,7 @@ async def test_a9_retry_and_config_fallback_with_edge_inheritance() -> None:
         calls["fb"] += 1
         return "fallback-success"
 
-    bp = {
-        "id": "retry-fallback-flow",
-        "nodes": [
-            {"id": "start", "uses": "s"},
-            {"id": "failingNode", "uses": "f", "config": {"maxRetries": 3, "fallback": "fallbackNode"}},
-            {"id": "fallbackNode", "uses": "fb"},
-            {"id": "endNode", "uses": "e"},
-        ],
-        "edges": [
-            {"source": "start", "target": "failingNode"},
-            {"source": "failingNode", "target": "endNode"},
-        ],
-    }
+    bp = RETRY_FALLBACK
     rt = FlowRuntime(registry={"s": ret("s"), "f": f, "fb": fb, "e": lambda ctx: "end-with-" + ctx.input})
     result = await rt.run(bp)
     assert calls == {"f": 3, "fb": 1}
@@ -345,27 +351,30 @@ async def test_a10_batch_scatter_gather() -> None:
     assert result.context["results"] == expected
 
 
-async def test_a11_subflow_with_input_and_output_mapping() -> None:
-    parent = {
-        "id": "parent",
-        "nodes": [
-            {"id": "input", "uses": "in"},
-            {
-                "id": "test-subflow",
-                "uses": "subflow",
-                "params": {
-                    "blueprintId": "subflow-test",
-                    "inputs": {"input": "input"},
-                    "outputs": {"subflow_output": "process"},
-                },
+SUBFLOW_PARENT = {
+    "id": "parent",
+    "nodes": [
+        {"id": "input", "uses": "in"},
+        {
+            "id": "test-subflow",
+            "uses": "subflow",
+            "params": {
+                "blueprintId": "subflow-test",
+                "inputs": {"input": "input"},
+                "outputs": {"subflow_output": "process"},
             },
-            {"id": "output", "uses": "out"},
-        ],
-        "edges": [
-            {"source": "input", "target": "test-subflow"},
-            {"source": "test-subflow", "target": "output"},
-        ],
-    }
+        },
+        {"id": "output", "uses": "out"},
+    ],
+    "edges": [
+        {"source": "input", "target": "test-subflow"},
+        {"source": "test-subflow", "target": "output"},
+    ],
+}
+
+
+async def test_a11_subflow_with_input_and_output_mapping() -> None:
+    parent = SUBFLOW_PARENT
     child = {
         "id": "subflow-test",
         "nodes": [{"id": "process", "uses": "proc", "inputs": "input"}],
@@ -384,26 +393,29 @@ async def test_a11_subflow_with_input_and_output_mapping() -> None:
     assert result.context["subflow_output"] == "processed_test"
 
 
+CONCURRENT_WAITS = {
+    "id": "concurrent-waits",
+    "nodes": [
+        {"id": "start", "uses": "start", "inputs": "input"},
+        {"id": "wait1", "uses": "wait"},
+        {"id": "wait2", "uses": "wait"},
+        {"id": "branch1", "uses": "b1", "inputs": "start"},
+        {"id": "branch2", "uses": "b2", "inputs": "start"},
+        {"id": "gather", "uses": "gather", "inputs": {"r1": "branch1", "r2": "branch2"}},
+    ],
+    "edges": [
+        {"source": "start", "target": "wait1"},
+        {"source": "start", "target": "wait2"},
+        {"source": "wait1", "target": "branch1"},
+        {"source": "wait2", "target": "branch2"},
+        {"source": "branch1", "target": "gather"},
+        {"source": "branch2", "target": "gather"},
+    ],
+}
+
+
 async def test_a12_concurrent_waits_and_gather_with_object_inputs() -> None:
-    bp = {
-        "id": "concurrent-waits",
-        "nodes": [
-            {"id": "start", "uses": "start", "inputs": "input"},
-            {"id": "wait1", "uses": "wait"},
-            {"id": "wait2", "uses": "wait"},
-            {"id": "branch1", "uses": "b1", "inputs": "start"},
-            {"id": "branch2", "uses": "b2", "inputs": "start"},
-            {"id": "gather", "uses": "gather", "inputs": {"r1": "branch1", "r2": "branch2"}},
-        ],
-        "edges": [
-            {"source": "start", "target": "wait1"},
-            {"source": "start", "target": "wait2"},
-            {"source": "wait1", "target": "branch1"},
-            {"source": "wait2", "target": "branch2"},
-            {"source": "branch1", "target": "gather"},
-            {"source": "branch2", "target": "gather"},
-        ],
-    }
+    bp = CONCURRENT_WAITS
     rt = FlowRuntime(
         registry={
             "start": lambda ctx: ctx.input,

@@ -35,12 +35,12 @@ from redis.exceptions import NoScriptError
 from . import keys
 from ._impl import decode_value, encode_value
 from ._pure.graph import PENDING
-from .blueprint import Blueprint, BlueprintSource, NodeDefinition, load_blueprint
+from .blueprint import Blueprint, BlueprintSource, load_blueprint
 from .cancellation import CancellationSignal
 from .compile import CompiledBlueprint, CompiledNode, dynamic_node
 from .coordination import CoordinationStore, NodeCommit, RedisCoordinationStore, RunOptions
 from .exceptions import BullflowError, CodecError, NodeError
-from .execution import _lookup, _node_definition, _Outcome, _Run
+from .execution import _lookup, _node_definition, _Outcome, _Run, split_dynamic_nodes
 from .nodes import NodeImplementation, NodeResult
 from .redis_context import RedisContext, evaluate_lazily
 from .runtime import FlowRuntime
@@ -635,13 +635,7 @@ class BullMQAdapter:
 
     @staticmethod
     def _dynamic_payload(compiled: CompiledBlueprint, result: NodeResult) -> dict[str, Any]:
-        defs = [
-            d if isinstance(d, NodeDefinition) else _node_definition(d) for d in result.dynamic_nodes or ()
-        ]
-        output = result.output if isinstance(result.output, Mapping) else {}
-        gather = compiled.index.get(str(output.get("gatherNodeId")))
-        workers = [d for d in defs if d.uses != "batch-scatter"]
-        continuation = [d for d in defs if d.uses == "batch-scatter"][:1]
+        gather, workers, continuation = split_dynamic_nodes(result, compiled.index)
         payload: dict[str, Any] = {
             "gather": -1 if gather is None else gather,
             "workers": [[d.id, encode_value(d.to_dict()).decode()] for d in workers],

@@ -714,13 +714,7 @@ class _Run:
 
     def _add_dynamic(self, node: CompiledNode, result: NodeResult) -> list[int]:
         """Register the nodes a batch scatter returned; returns the worker indices."""
-        defs = [
-            d if isinstance(d, NodeDefinition) else _node_definition(d) for d in result.dynamic_nodes or ()
-        ]
-        output = result.output if isinstance(result.output, Mapping) else {}
-        gather = self.index.get(str(output.get("gatherNodeId")))
-        workers = [d for d in defs if d.uses != "batch-scatter"]
-        continuation = [d for d in defs if d.uses == "batch-scatter"][:1]
+        gather, workers, continuation = split_dynamic_nodes(result, self.index)
         new = self.scheduler.add_dynamic_nodes(node.index, gather, len(workers), bool(continuation))
         self._register_dynamic(new, workers + continuation)
         return new[: len(workers)]
@@ -801,6 +795,19 @@ class _Run:
                     await outcome
             except Exception:
                 logger.warning("event bus failed on %s", event.type, exc_info=True)
+
+
+def split_dynamic_nodes(
+    result: NodeResult, index: Mapping[str, int]
+) -> tuple[int | None, list[NodeDefinition], list[NodeDefinition]]:
+    """What a batch scatter returned: (the gather node's index, the worker nodes, the
+    continuation scatter if the list goes on in another chunk -- at most one)."""
+    defs = [d if isinstance(d, NodeDefinition) else _node_definition(d) for d in result.dynamic_nodes or ()]
+    output = result.output if isinstance(result.output, Mapping) else {}
+    gather = index.get(str(output.get("gatherNodeId")))
+    workers = [d for d in defs if d.uses != "batch-scatter"]
+    continuation = [d for d in defs if d.uses == "batch-scatter"][:1]
+    return gather, workers, continuation
 
 
 def _node_definition(raw: Mapping[str, Any]) -> NodeDefinition:

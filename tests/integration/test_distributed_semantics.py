@@ -9,7 +9,18 @@ import time
 from typing import Any
 
 import pytest
-from tests.test_appendix_a import BATCH, CONDITIONAL_ROUTING, SIMPLE_LOOP, act, ret, route
+from tests.test_appendix_a import (
+    BATCH,
+    CONCURRENT_WAITS,
+    CONDITIONAL_ROUTING,
+    EARLY_EXIT,
+    RETRY_FALLBACK,
+    SIMPLE_LOOP,
+    SUBFLOW_PARENT,
+    act,
+    ret,
+    route,
+)
 
 from bullflow import NodeContext, keys
 
@@ -197,34 +208,7 @@ async def test_a7_early_loop_exit_through_a_conditional_edge(make_adapter: Any, 
     async def body(ctx: NodeContext) -> None:
         await ctx.set("counter", await ctx.get("counter") + 1)
 
-    bp = {
-        "id": "early",
-        "nodes": [
-            {"id": "init", "uses": "init"},
-            {"id": "body", "uses": "body"},
-            {
-                "id": "myLoop",
-                "uses": "loop-controller",
-                "params": {"condition": "counter < 10"},
-                "config": {"joinStrategy": "any"},
-            },
-            {"id": "specialExit", "uses": "special"},
-            {"id": "end", "uses": "end"},
-        ],
-        "edges": [
-            {"source": "myLoop", "target": "end", "action": "break", "transform": 'context["body"]'},
-            {
-                "source": "myLoop",
-                "target": "specialExit",
-                "action": "break",
-                "condition": "counter === 5",
-                "transform": 'context["body"]',
-            },
-            {"source": "init", "target": "myLoop"},
-            {"source": "body", "target": "myLoop"},
-            {"source": "myLoop", "target": "body", "action": "continue", "transform": 'context["body"]'},
-        ],
-    }
+    bp = EARLY_EXIT
     registry = {
         "init": init,
         "body": body,
@@ -273,19 +257,7 @@ async def test_a9_queue_retries_then_config_fallback_inherits_edges(
         calls["fb"] += 1
         return "fallback-success"
 
-    bp = {
-        "id": "retry-fallback-flow",
-        "nodes": [
-            {"id": "start", "uses": "s"},
-            {"id": "failingNode", "uses": "f", "config": {"maxRetries": 3, "fallback": "fallbackNode"}},
-            {"id": "fallbackNode", "uses": "fb"},
-            {"id": "endNode", "uses": "e"},
-        ],
-        "edges": [
-            {"source": "start", "target": "failingNode"},
-            {"source": "failingNode", "target": "endNode"},
-        ],
-    }
+    bp = RETRY_FALLBACK
     registry = {"s": ret("s"), "f": f, "fb": fb, "e": lambda ctx: "end-with-" + ctx.input}
     result = await run_distributed(make_adapter, make_client, bp, registry)
     assert calls == {"f": 3, "fb": 1}
@@ -335,26 +307,7 @@ async def test_chunked_batch_runs_every_item(make_adapter: Any, make_client: Any
 
 
 async def test_a11_subflow_with_input_and_output_mapping(make_adapter: Any, make_client: Any) -> None:
-    parent = {
-        "id": "parent",
-        "nodes": [
-            {"id": "input", "uses": "in"},
-            {
-                "id": "test-subflow",
-                "uses": "subflow",
-                "params": {
-                    "blueprintId": "subflow-test",
-                    "inputs": {"input": "input"},
-                    "outputs": {"subflow_output": "process"},
-                },
-            },
-            {"id": "output", "uses": "out"},
-        ],
-        "edges": [
-            {"source": "input", "target": "test-subflow"},
-            {"source": "test-subflow", "target": "output"},
-        ],
-    }
+    parent = SUBFLOW_PARENT
     child = {
         "id": "subflow-test",
         "nodes": [{"id": "process", "uses": "proc", "inputs": "input"}],
@@ -371,25 +324,7 @@ async def test_a11_subflow_with_input_and_output_mapping(make_adapter: Any, make
 
 
 async def test_a12_concurrent_waits_resumed_one_by_one(make_adapter: Any, make_client: Any) -> None:
-    bp = {
-        "id": "concurrent-waits",
-        "nodes": [
-            {"id": "start", "uses": "start", "inputs": "input"},
-            {"id": "wait1", "uses": "wait"},
-            {"id": "wait2", "uses": "wait"},
-            {"id": "branch1", "uses": "b1", "inputs": "start"},
-            {"id": "branch2", "uses": "b2", "inputs": "start"},
-            {"id": "gather", "uses": "gather", "inputs": {"r1": "branch1", "r2": "branch2"}},
-        ],
-        "edges": [
-            {"source": "start", "target": "wait1"},
-            {"source": "start", "target": "wait2"},
-            {"source": "wait1", "target": "branch1"},
-            {"source": "wait2", "target": "branch2"},
-            {"source": "branch1", "target": "gather"},
-            {"source": "branch2", "target": "gather"},
-        ],
-    }
+    bp = CONCURRENT_WAITS
     registry = {
         "start": lambda ctx: ctx.input,
         "b1": lambda ctx: f"Branch 1: {ctx.input}",
