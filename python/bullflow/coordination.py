@@ -221,7 +221,7 @@ class RedisCoordinationStore:
             keys.status_channel(run_id),
             int(options.state_ttl_seconds),
             int(options.max_waves),
-            job_options_fragment(options.job_options),
+            job_options_fragment(options.job_options)[1:],  # stored without the comma (see startRun)
             "1" if adopt else "0",
             _json(version),
         ]

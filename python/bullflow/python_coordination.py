@@ -860,7 +860,8 @@ class _Run:
         self.ttl = _num(self.h.get(b"ttl"))
         self.queue = _str(self.h.get(b"q") or b"")
         self.channel = self.h.get(b"ch") or b""
-        self.job_opts = _str(self.h.get(b"jo") or b"")
+        stored = _str(self.h.get(b"jo") or b"")
+        self.job_opts = "," + stored if stored else ""
         self.records: dict[int, _Record] = {}
         self.statuses: dict[int, int] = {}
         self.ready: list[int] = []
@@ -1340,7 +1341,7 @@ class PythonCoordinationStore:
             channel=keys.status_channel(run_id),
             ttl=int(options.state_ttl_seconds),
             max_waves=int(options.max_waves),
-            job_options=job_options_fragment(options.job_options),
+            job_options=job_options_fragment(options.job_options)[1:],
             adopt=adopt,
             version=_json(version),
             context=[(name, value) for name, value in context],

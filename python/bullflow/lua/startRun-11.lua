@@ -24,7 +24,8 @@
     ARGV[4] status channel
     ARGV[5] TTL in seconds of a finished run's keys (0 = keep)
     ARGV[6] wave limit (loop guard)
-    ARGV[7] job options JSON fragment added to every job (",\"removeOnComplete\":...")
+    ARGV[7] job options JSON fragment added to every job, without its leading comma
+            ("\"removeOnComplete\":..."), so the default fits a compact (listpack) run hash
     ARGV[8] "1" to adopt a run a client started, else "0"
     ARGV[9] blueprintVersion as JSON text
     ARGV[10..] initial context: field, JSON value, field, JSON value, ...

@@ -13,7 +13,7 @@ local function loadRun(stateKey, runKey, graphKey, statusKey, runId)
     id = runId, stateKey = stateKey, runKey = runKey, graphKey = graphKey, statusKey = statusKey,
     blueprintId = f[1], nstatic = tonumber(f[2]), ndynamic = tonumber(f[3]), status = f[4],
     maxWaves = tonumber(f[5]), ttl = tonumber(f[6]), queue = f[7], channel = f[8],
-    jobOpts = f[9] or "", graph = f[10],
+    jobOpts = (f[9] and f[9] ~= "") and ("," .. f[9]) or "", graph = f[10],
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000),
     records = {}, statuses = {}, ready = {}, skipped = {}, loopError = nil,
   }
