@@ -12,7 +12,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 RUST_SOURCES := Cargo.toml Cargo.lock $(shell find rust_core -name '*.rs' 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: help demo demo-inprocess test test-python test-rust bench soak lint wheel wheel-smoke redis toolchain deps build clean node-deps
+.PHONY: help demo demo-inprocess test test-python test-rust bench loadtest soak lint wheel wheel-smoke redis toolchain deps build clean node-deps
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ bench: build redis ## Benchmarks with timing on; prints a comparison table
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops,rounds \
 		--benchmark-sort=name --benchmark-autosave --benchmark-storage=.benchmarks --benchmark-json=.benchmarks/latest.json -p no:randomly $(PYTEST_ARGS)
 	$(PY) -m bench.report .benchmarks/latest.json
+
+loadtest: build redis ## Locust, headless: workflow runs on 2 worker processes (own redis-server) for 60 s; prints runs/s, failures, p50/p95/p99
+	$(PY) -m loadtest.run $(LOADTEST_ARGS)
 
 soak: build redis ## Long-running tests (fuzzing, soaks) marked slow
 	$(PY) -m pytest -m slow --timeout=1800 $(PYTEST_ARGS)

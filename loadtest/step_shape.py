@@ -1,0 +1,22 @@
+"""A step load: ``STEP_USERS`` more users every ``STEP_SECONDS`` up to ``MAX_USERS``, held until
+``TIME_LIMIT`` seconds, then the test stops (``--run-time`` stops it earlier). Add it to a
+scenario with ``-f loadtest/workflows.py,loadtest/step_shape.py`` (``loadtest/run.py --step``);
+it overrides ``--users`` and ``--spawn-rate``."""
+
+from __future__ import annotations
+
+from locust import LoadTestShape
+
+
+class StepLoadShape(LoadTestShape):
+    STEP_USERS = 5
+    STEP_SECONDS = 10
+    MAX_USERS = 30
+    TIME_LIMIT = 120
+
+    def tick(self) -> tuple[int, float] | None:
+        run_time = self.get_run_time()
+        if run_time >= self.TIME_LIMIT:
+            return None
+        users = min(self.MAX_USERS, (int(run_time // self.STEP_SECONDS) + 1) * self.STEP_USERS)
+        return users, float(self.STEP_USERS)

@@ -1,0 +1,35 @@
+"""`make loadtest` in small: ``loadtest/run.py`` (its own redis-server, two worker processes,
+locust headless) for 5 s with 4 users must exit 0 and report a nonzero run rate."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_loadtest_runner_smoke(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "loadtest.run", "--run-time", "5s", "--users", "4"),
+            *("--csv-prefix", str(tmp_path / "smoke")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    match = re.search(r"^requests/s: ([0-9.]+)$", proc.stdout, re.M)
+    assert match is not None, proc.stdout[-3000:]
+    assert float(match.group(1)) > 0
+    assert "lost runs: 0" in proc.stdout
+    assert (tmp_path / "smoke_stats.csv").exists()
