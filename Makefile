@@ -46,8 +46,8 @@ soak: build redis ## Long-running tests (fuzzing, soaks) marked slow
 	$(PY) -m pytest -m slow --timeout=1800 $(PYTEST_ARGS)
 
 lint: build ## ruff, mypy (+ stubtest), cargo clippy and cargo fmt --check
-	$(VENV)/bin/ruff check python tests bench examples
-	$(VENV)/bin/ruff format --check python tests bench examples
+	$(VENV)/bin/ruff check python tests bench examples loadtest
+	$(VENV)/bin/ruff format --check python tests bench examples loadtest
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest bullflow._core
 	cargo clippy --all-targets -- -D warnings

@@ -43,9 +43,8 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 from redis.exceptions import NoScriptError
 
 from bullflow import keys
-from bullflow._impl import encode_value
 from bullflow.compile import CompiledBlueprint
-from bullflow.coordination import RunOptions, graph_fields, job_options_fragment
+from bullflow.coordination import RunOptions, graph_fields, start_run_call
 from bullflow.runtime import FlowRuntime
 from bullflow.scripts import ScriptCode, load_scripts
 from loadtest.blueprints import BLUEPRINTS
@@ -56,7 +55,6 @@ logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 LOST_RUN_EXIT_CODE = 3
-_QUEUE_KEY_ORDER = ("wait", "meta", "id", "active", "events", "marker", "delayed")
 
 
 class RunFailedError(Exception):
@@ -205,8 +203,6 @@ class _Connection:
         self.listener = StatusListener(self.client)
         self.queue = queue
         self.options = options
-        qk = keys.queue_keys(queue, options.queue_prefix)
-        self.queue_keys = [qk[name] for name in _QUEUE_KEY_ORDER]
         runtime = FlowRuntime(blueprints=blueprints)
         self.compiled: dict[str, CompiledBlueprint] = {
             bp_id: runtime.compile(bp_id) for bp_id in sorted(runtime.blueprints)
@@ -227,27 +223,9 @@ class _Connection:
 
     def start_run(self, run_id: str, compiled: CompiledBlueprint) -> ScriptCode:
         """``RedisCoordinationStore.start_run`` (no initial context, not adopted)."""
-        options = self.options
-        metadata = compiled.blueprint.metadata
-        version = metadata.get("version") if metadata else None
-        args: list[Any] = [
-            run_id,
-            compiled.id,
-            keys.queue_key_prefix(self.queue, options.queue_prefix),
-            keys.status_channel(run_id),
-            int(options.state_ttl_seconds),
-            int(options.max_waves),
-            job_options_fragment(options.job_options)[1:],  # without the comma, as start_run (4e4fa39)
-            "0",
-            encode_value(version).decode(),
-        ]
-        run_keys = [
-            keys.state_key(run_id),
-            keys.run_key(run_id),
-            keys.graph_key(compiled.content_hash),
-            keys.status_key(run_id),
-            *self.queue_keys,
-        ]
+        run_keys, args = start_run_call(
+            run_id, compiled, (), self.options, self.queue, self.options.queue_prefix
+        )
         code = ScriptCode(int(self.scripts.run("startRun", run_keys, args)[0]))
         if code == ScriptCode.GRAPH_MISSING:  # the server was flushed since the graph was stored
             self.store_graph(compiled)

@@ -32,6 +32,7 @@ __all__ = [
     "RunOptions",
     "graph_fields",
     "job_options_fragment",
+    "start_run_call",
 ]
 
 logger = logging.getLogger(__name__)
@@ -133,6 +134,45 @@ def job_options_fragment(options: dict[str, Any]) -> str:
     return "" if text == "{}" else "," + text[1:-1]
 
 
+def start_run_call(
+    run_id: str,
+    compiled: CompiledBlueprint,
+    context: Sequence[tuple[str, str]],
+    options: RunOptions,
+    queue_name: str = keys.DEFAULT_QUEUE,
+    queue_prefix: str = keys.DEFAULT_QUEUE_PREFIX,
+    *,
+    adopt: bool = False,
+) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of ``startRun`` (lua/startRun-11.lua) for a run: what
+    :meth:`RedisCoordinationStore.start_run` sends, for callers that run the script themselves
+    (e.g. the synchronous load-test client). ``context`` holds (field, JSON text) pairs."""
+    metadata = compiled.blueprint.metadata
+    version = metadata.get("version") if metadata else None
+    args: list[Any] = [
+        run_id,
+        compiled.id,
+        keys.queue_key_prefix(queue_name, queue_prefix),
+        keys.status_channel(run_id),
+        int(options.state_ttl_seconds),
+        int(options.max_waves),
+        job_options_fragment(options.job_options)[1:],  # stored without the comma (see startRun)
+        "1" if adopt else "0",
+        _json(version),
+    ]
+    for name, value in context:
+        args += [name, value]
+    qk = keys.queue_keys(queue_name, queue_prefix)
+    run_keys = [
+        keys.state_key(run_id),
+        keys.run_key(run_id),
+        keys.graph_key(compiled.content_hash),
+        keys.status_key(run_id),
+        *(qk[name] for name in ("wait", "meta", "id", "active", "events", "marker", "delayed")),
+    ]
+    return run_keys, args
+
+
 def _node_job_options(compiled: CompiledBlueprint, i: int) -> str:
     node = compiled.nodes[i]
     if node.max_attempts <= 1:
@@ -213,31 +253,16 @@ class RedisCoordinationStore:
         adopt: bool = False,
     ) -> CommitResult:
         await self.store_graph(compiled)
-        version = compiled.blueprint.metadata.get("version") if compiled.blueprint.metadata else None
-        args: list[Any] = [
-            run_id,
-            compiled.id,
-            keys.queue_key_prefix(self.queue_name, self.queue_prefix),
-            keys.status_channel(run_id),
-            int(options.state_ttl_seconds),
-            int(options.max_waves),
-            job_options_fragment(options.job_options)[1:],  # stored without the comma (see startRun)
-            "1" if adopt else "0",
-            _json(version),
-        ]
-        for name, value in context:
-            args += [name, value]
-        result = await self.scripts.run(
-            "startRun", [*self._run_keys(run_id, compiled.content_hash), *self._queue], args
+        call = start_run_call(
+            run_id, compiled, context, options, self.queue_name, self.queue_prefix, adopt=adopt
         )
+        result = await self.scripts.run("startRun", *call)
         code = _code(result[0])
         if code == ScriptCode.GRAPH_MISSING:
             # Stored graphs never expire, but the server may have been flushed since.
             self._stored.discard(compiled.content_hash)
             await self.store_graph(compiled)
-            result = await self.scripts.run(
-                "startRun", [*self._run_keys(run_id, compiled.content_hash), *self._queue], args
-            )
+            result = await self.scripts.run("startRun", *call)
             code = _code(result[0])
         return CommitResult(code, int(result[1]), _text(result[2]))
 

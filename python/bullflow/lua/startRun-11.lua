@@ -31,7 +31,8 @@
     ARGV[10..] initial context: field, JSON value, field, JSON value, ...
   Output:
     {code, number of jobs enqueued, run status}: 1 (STORED) started, 0 (ALREADY_PRESENT) the run
-    exists, -4 (GRAPH_MISSING) no graph stored under KEYS[3], -1 (BAD_ARGUMENTS) odd context.
+    exists, -4 (GRAPH_MISSING) no graph stored under KEYS[3], -1 (BAD_ARGUMENTS) odd context or
+    a job options fragment that starts with a comma.
 ]]
 -- @include "callInChunks"
 -- @include "loadRun"
@@ -56,7 +57,7 @@ local metaText = redis.call("HGET", KEYS[3], "meta")
 if not metaText then
   return { -4, 0, false }
 end
-if (#ARGV - 9) % 2 ~= 0 then
+if (#ARGV - 9) % 2 ~= 0 or string.sub(ARGV[7], 1, 1) == "," then
   return { -1, 0, false }
 end
 local meta = cjson.decode(metaText)
