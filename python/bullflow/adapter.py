@@ -160,9 +160,10 @@ class BullMQAdapter:
     ``"lua"`` (default, :class:`RedisCoordinationStore`), ``"python"``
     (:class:`~bullflow.python_coordination.PythonCoordinationStore`) or a store instance;
     ``concurrency`` is the number of jobs this process runs at once; ``worker_loop`` is
-    ``"chained"`` (default: a job's commit, its acknowledgement and the fetch of the next job in
-    one round trip) or ``"bullmq"`` (the stock ``bullmq.Worker`` loop: commit, then bullmq's own
-    finish and fetch calls).
+    ``"fast"`` (default: a job's commit and ``finishJob`` -- complete the job, take the next one,
+    read what its node needs -- in one round trip), ``"chained"`` (the commit pipelined with
+    bullmq's own ``moveToFinished`` that fetches the next job) or ``"bullmq"`` (the stock
+    ``bullmq.Worker`` loop: commit, then bullmq's finish and fetch calls).
     """
 
     def __init__(
@@ -244,7 +245,7 @@ class BullMQAdapter:
         loop = asyncio.get_running_loop()
         if self._closed is None:
             self._closed = asyncio.Event()
-        self.redis = self.settings.client()
+        self.redis = self.settings.client(max_connections=max(64, 2 * self.concurrency + 8))
         if self.store is None:
             self.store = _make_store(
                 str(self._store_choice), self.redis, self.queue_name, self.run_options.queue_prefix
