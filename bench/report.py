@@ -42,7 +42,7 @@ def table(data: dict[str, Any]) -> list[str]:
                 notes.append(f"rust is {_median_ms(by_impl['python']) / median:.1f}x python")
             if info.get("cpu_us_per_node"):
                 notes.append(f"{info['cpu_us_per_node']:g} us CPU/node")
-            if units and baseline:
+            if units and baseline and group.startswith("distributed:"):
                 notes.append(f"{units / (median / 1000) / baseline:.2f}x the bullmq no-op drain")
             if info.get("coordination") == "lua":
                 twin = next(
