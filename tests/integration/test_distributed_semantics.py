@@ -476,3 +476,41 @@ async def test_a_node_may_write_ten_thousand_keys(make_adapter: Any, make_client
     result = await run_distributed(make_adapter, make_client, bp, {"many": many})
     assert result.status == "completed", result.errors
     assert result.context["k9999"] == 9999 and result.context["_outputs.M"] == 10_000
+
+
+async def test_a_wait_inside_a_subflow_resumes_through_its_parent_node(
+    make_adapter: Any, make_client: Any
+) -> None:
+    parent = {
+        "id": "outer",
+        "nodes": [
+            {
+                "id": "S",
+                "uses": "subflow",
+                "params": {"blueprintId": "inner", "outputs": {"approval": "done"}},
+            },
+            {"id": "after", "uses": "after"},
+        ],
+        "edges": [{"source": "S", "target": "after"}],
+    }
+    child = {
+        "id": "inner",
+        "nodes": [{"id": "ask", "uses": "wait"}, {"id": "done", "uses": "done"}],
+        "edges": [{"source": "ask", "target": "done"}],
+    }
+    registry = {
+        "done": lambda ctx: {"approved": ctx.input},
+        "after": lambda ctx: "after",
+    }
+    make_adapter([parent, child], registry=registry)
+    client = make_client([parent, child])
+    handle = await client.start("outer")
+    paused = await handle.result(20)
+    assert paused.status == "awaiting"
+    assert paused.context["_awaitingNodeIds"] == ["S"]
+    await handle.resume("S", output="yes")
+    done = await handle.result(20)
+    assert done.status == "completed", done.errors
+    assert done.context["approval"] == {"approved": "yes"}
+    assert done.context["_outputs.after"] == "after"
+    assert "_subflowState.S" not in done.context
