@@ -5,7 +5,8 @@ loopback redis-server, a client in this process. Cases, each with 1 and 2 worker
 * W2 -- a 100-wide fan-out into one all-join (102 nodes);
 * W3 -- 500 concurrent 4-node diamonds (2,000 nodes), also with the pure-Python coordination and
   with the ``chained`` and stock ``bullmq`` worker loops;
-* chain scaling -- a 50-node and a 5,000-node chain (the per-node cost must stay flat).
+* chain scaling -- a 50-node, a 5,000-node and a 10,000-node chain (the per-node cost must stay
+  flat).
 
 Reported per case: nodes/s and CPU microseconds per node (worker processes + redis-server, from
 /proc). In the same run a no-op ``bullmq`` Worker drains 5,000 jobs: the baseline each figure is
@@ -69,7 +70,7 @@ DIAMOND = {
         {"source": "c", "target": "d"},
     ],
 }
-BLUEPRINTS = [chain(200), chain(50), chain(5000), fanout(100), DIAMOND]
+BLUEPRINTS = [chain(200), chain(50), chain(5000), chain(10000), fanout(100), DIAMOND]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -186,6 +187,7 @@ CASES = [
     ("W3 diamonds-500", "diamond", 500, 1, "lua", "bullmq"),
     ("chain-50", "chain-50", 1, 1, "lua", "fast"),
     ("chain-5000", "chain-5000", 1, 1, "lua", "fast"),
+    ("chain-10000", "chain-10000", 1, 1, "lua", "fast"),
 ]
 
 
@@ -216,10 +218,17 @@ def test_distributed(
 
     benchmark.group = f"distributed: {case}"
     run_async(lambda: run_workload(client, blueprint_id, min(runs, 20)))  # warm-up: compile, learn reads
-    expected = {"chain-200": 200, "chain-50": 50, "chain-5000": 5000, "fanout-100": 102, "diamond": 4}[
-        blueprint_id
-    ]
-    nodes = benchmark.pedantic(once, rounds=3 if blueprint_id != "chain-5000" else 1, iterations=1)
+    expected = {
+        "chain-200": 200,
+        "chain-50": 50,
+        "chain-5000": 5000,
+        "chain-10000": 10000,
+        "fanout-100": 102,
+        "diamond": 4,
+    }[blueprint_id]
+    nodes = benchmark.pedantic(
+        once, rounds=1 if blueprint_id in ("chain-5000", "chain-10000") else 3, iterations=1
+    )
     assert nodes == expected * runs
     run_async(client.close)
     best = sorted(samples, key=lambda s: s[2])[len(samples) // 2]
