@@ -911,3 +911,24 @@ async def test_a_wait_inside_a_batch_worker_can_be_resumed(
     code, node, job = await store.resume_node(d.run, graph, "w0", {"output": 5})
     assert (code, node) == (ScriptCode.STORED, "w0")
     assert job == keys.job_id(d.run, "w0", 1)
+
+
+async def test_a_committer_that_takes_the_next_job_does_not_wake_blocked_workers_for_it(
+    store: CoordinationStore, redis_client: Redis, key_prefix: str
+) -> None:
+    """``fetching``: when the commit readies one node and nothing else waits, the marker that wakes
+    blocked workers is left alone (the committer takes the job in the same round trip); with other
+    jobs waiting, or several nodes made ready, it is set as usual."""
+    marker = keys.queue_keys(key_prefix)["marker"]
+    wait = keys.queue_keys(key_prefix)["wait"]
+    d = Driver(
+        store, redis_client, bp(["A", "B", "C", "D"], ["A>B", "B>C", "B>D"]), f"{key_prefix}-run", key_prefix
+    )
+    await d.start()
+    await redis_client.delete(marker, wait)  # A's job was taken
+    await d.complete("A", fetching=True)
+    assert await redis_client.exists(marker) == 0
+    assert await redis_client.llen(wait) == 1
+    await redis_client.delete(wait)  # B's job was taken
+    await d.complete("B", fetching=True)  # readies C and D: other workers are woken
+    assert await redis_client.zrange(marker, 0, -1) == [b"0"]

@@ -1022,14 +1022,15 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
             if self.forceClosing:
                 return None
             fetch = not self.closing and not self.paused
+            if commit is not None and fetch:
+                commit.fetching = True  # this slot takes the next waiting job in the same round trip
             if self.fast:
                 reply = await self.adapter.finish_job_fast(commit, job, token, fetch)
                 if reply is not None:
                     job.attemptsMade = job.attemptsMade + 1
                     self.emit("completed", job, None)
                     return await self._next_from(reply[1], token) if fetch else None
-                commit = None  # applied; bullmq's script finishes this job
-                fetch = False
+                commit = None  # applied; bullmq's script finishes this job (and takes the next one)
             keys_, args = self.scripts.moveToCompletedArgs(
                 job, None, job.opts.get("removeOnComplete", False), token, fetch
             )

@@ -68,6 +68,7 @@ class NodeCommit:
     awaiting: dict[str, Any] | None = None
     sleep_ms: int = 0
     dynamic: dict[str, Any] | None = None  # {gather, workers: [[id, defJSON]], continuation}
+    fetching: bool = False  # the committing worker takes the next waiting job right after
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +286,8 @@ class RedisCoordinationStore:
             extra["awaiting"] = commit.awaiting
         if commit.sleep_ms:
             extra["sleepMs"] = commit.sleep_ms
+        if commit.fetching:
+            extra["fetching"] = 1
         if commit.dynamic is not None:
             extra["dynamic"] = commit.dynamic
         args: list[Any] = [

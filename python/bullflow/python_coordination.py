@@ -867,6 +867,8 @@ class _Run:
         self.ready: list[int] = []
         self.skipped: list[int] = []
         self.loop_error: int | None = None
+        self.fetching = False  # the committing worker takes the next waiting job right after
+        self.skip_marker = False
 
     # -- run hash access
     def get(self, name: str) -> bytes | None:
@@ -1191,12 +1193,16 @@ class _Run:
                     tx.lists[q.active] = int(length)
                 paused_or_maxed = tx.lists[q.active] >= _num(concurrency)
             tx.call("LPUSH", q.wait, job_id)
-            if not paused_or_maxed:
+            if not paused_or_maxed and not self.skip_marker:
                 tx.call("ZADD", q.marker, 0, "0")
             tx.call("XADD", q.events, "MAXLEN", "~", max_events, "*", "event", "waiting", "jobId", job_id)
         return job_id
 
     async def enqueue_ready(self) -> int:
+        self.skip_marker = False
+        if self.fetching and len(self.ready) == 1:  # enqueueReady: the committer takes it itself
+            (waiting,) = await self.tx.read([], ("LLEN", self.q.wait))
+            self.skip_marker = int(waiting) == 0
         its = {t: _num(self.get(f"it:{t}")) for t in self.ready}
         await self.prefetch_jobs([self.queue + self.job_id(t, its[t]) for t in self.ready])
         for t in self.ready:
@@ -1421,6 +1427,8 @@ class PythonCoordinationStore:
             extra["awaiting"] = commit.awaiting
         if commit.sleep_ms:
             extra["sleepMs"] = commit.sleep_ms
+        if commit.fetching:
+            extra["fetching"] = 1
         if commit.dynamic is not None:
             extra["dynamic"] = commit.dynamic
         extra_text = _json(extra) if extra else ""
@@ -1526,6 +1534,7 @@ class PythonCoordinationStore:
                 w = _num(run.get(f"w:{i}")) + 1
                 run.propagate([(t, i, True) for t in workers], w)
         tx.hincrby(run.run_key, "out", -1)
+        run.fetching = _field(extra, "fetching") == 1
         enqueued = await run.enqueue_ready()
         status = await run.settle_run()
         return ScriptCode.STORED, enqueued, status or run.status

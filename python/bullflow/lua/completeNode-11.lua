@@ -25,6 +25,7 @@
             "await" (the node waits for a resume) | "sleep" (resume after ARGV extra.sleepMs)
     ARGV[5] taken edge ids, comma separated; "*" = every outgoing edge
     ARGV[6] extra JSON or "": {errors: [{nodeId, message}], awaiting: <details>, sleepMs: n,
+            fetching: 1 when the caller takes the next waiting job right after this commit,
             dynamic: {gather: index or -1, workers: a list of (id, definitionJSONText) pairs,
             continuation: (id, definitionJSONText)}}
     ARGV[7] number of context writes W, then W pairs (field, JSON value; "" deletes the field)
@@ -202,6 +203,7 @@ else
     propagate(run, items, w)
   end
 end
+run.fetching = extra.fetching == 1
 local enqueued = enqueueReady(run, q)
 redis.call("HINCRBY", run.runKey, "out", enqueued - 1)
 redis.call("HSET", run.runKey, "lu", run.now)

@@ -5,7 +5,8 @@
   priority}, "added" + "waiting"/"delayed" events, the wait list or the delayed set, and the
   marker that wakes blocked workers. Job id: <runId>_<nodeId>, plus _<it> after the first
   iteration. A job id that exists already is left alone (bullmq's duplicate rule). q is the
-  table of queue keys {wait, meta, id, active, events, marker, delayed}.
+  table of queue keys {wait, meta, id, active, events, marker, delayed}. With run.skipMarker the
+  marker that wakes blocked workers is not set (the committing worker takes the job itself).
 ]]
 local function enqueueNode(run, q, i, it, delay)
   local rec = nodeRecord(run, i)
@@ -67,7 +68,7 @@ local function enqueueNode(run, q, i, it, delay)
     end
     local pausedOrMaxed = run.pausedOrMaxed
     redis.call("LPUSH", q.wait, jobId)
-    if not pausedOrMaxed then
+    if not pausedOrMaxed and not run.skipMarker then
       redis.call("ZADD", q.marker, 0, "0")
     end
     redis.call("XADD", q.events, "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId", jobId)

@@ -4,6 +4,10 @@
   outstanding count ("out").
 ]]
 local function enqueueReady(run, q)
+  -- The worker that commits takes the next waiting job in the same round trip (run.fetching):
+  -- when this commit readies one node and nothing else waits, that job is the one it takes, so
+  -- blocked workers are not woken for it.
+  run.skipMarker = run.fetching and #run.ready == 1 and redis.call("LLEN", q.wait) == 0
   for _, t in ipairs(run.ready) do
     local it = tonumber(redis.call("HGET", run.runKey, "it:" .. t) or "0")
     enqueueNode(run, q, t, it, 0)
