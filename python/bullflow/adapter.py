@@ -228,6 +228,9 @@ class BullMQAdapter:
         }
         if worker_name:
             self._worker_opts["name"] = worker_name
+        qk = keys.queue_keys(queue_name, self.run_options.queue_prefix)
+        self._queue_prefix = keys.queue_key_prefix(queue_name, self.run_options.queue_prefix)
+        self._finish_keys = [qk[n] for n in _FINISH_KEYS]
         self._compiled_by_hash: dict[str, CompiledBlueprint] = {}
         self._compiled_by_id: dict[str, tuple[Blueprint, CompiledBlueprint]] = {}
         self._learned: dict[tuple[str, int], tuple[str, ...]] = {}
@@ -711,53 +714,16 @@ class BullMQAdapter:
     ) -> Any:
         """Commit (if any) and bullmq's ``moveToFinished`` in one pipelined round trip, in that
         order; returns ``moveToFinished``'s reply (decoded as bullmq's own connection would)."""
-        store = self.store
-        client = self.redis
-        assert client is not None and store is not None
-        lua = store if isinstance(store, RedisCoordinationStore) else None
-        if commit is not None and lua is None:
-            await store.complete_node(commit)  # a client-side store commits in its own transaction
-            commit = None
-        pipe = client.pipeline(transaction=False)
-        if commit is not None and lua is not None:
-            lua.queue_complete_node(pipe, commit)
-        pipe.evalsha(finish.sha, len(keys_), *keys_, *args)
-        replies = await pipe.execute(raise_on_error=False)
-        committed, finished = (replies[0], replies[1]) if commit is not None else (None, replies[0])
-        if isinstance(finished, NoScriptError):
-            await cast("Any", client.script_load(finish.script))
-            finished = await cast("Any", client.evalsha(finish.sha, len(keys_), *keys_, *args))
-        elif isinstance(finished, Exception):
-            raise finished
-        finished = _decoded(finished)
-        if commit is not None:
-            if isinstance(committed, NoScriptError):
-                await store.complete_node(commit)  # loads the script; same commit (see _ChainingWorker)
-            elif isinstance(committed, Exception):
-                logger.error(
-                    "run %s: committing node %d failed: %s; the reconciler will run it again",
-                    commit.run_id,
-                    commit.index,
-                    committed,
-                )
-        return finished
+        return _decoded(await self._commit_then(commit, finish.sha, finish.script, len(keys_), keys_, args))
 
     async def finish_job_fast(self, commit: NodeCommit | None, job: Any, token: str, fetch: bool) -> Any:
         """Commit (if any) and ``finishJob`` (complete the job, take the next one, read what it
         needs) in one pipelined round trip. Returns ``finishJob``'s reply, or None when the job
         needs bullmq's own ``moveToFinished`` (the commit is applied either way)."""
-        store = self.store
-        client = self.redis
-        assert client is not None and store is not None
-        lua = store if isinstance(store, RedisCoordinationStore) else None
-        if commit is not None and lua is None:
-            await store.complete_node(commit)
-            commit = None
         script = load_scripts()["finishJob"]
-        qk = keys.queue_keys(self.queue_name, self.run_options.queue_prefix)
-        prefix = keys.queue_key_prefix(self.queue_name, self.run_options.queue_prefix)
+        prefix = self._queue_prefix
         keep, age = _keep_jobs(job.opts.get("removeOnComplete", False))
-        keys_ = [qk[n] for n in _FINISH_KEYS] + [prefix + str(job.id)]
+        keys_ = [*self._finish_keys, prefix + str(job.id)]
         args = [
             prefix,
             job.id,
@@ -770,15 +736,41 @@ class BullMQAdapter:
             keys.STATE_PREFIX,
             keys.GRAPH_PREFIX,
         ]
+        finished = await self._commit_then(commit, script.sha, script.source, script.num_keys, keys_, args)
+        if int(finished[0]) == ScriptCode.USE_BULLMQ:
+            return None
+        return finished
+
+    async def _commit_then(
+        self,
+        commit: NodeCommit | None,
+        sha: str,
+        source: str,
+        num_keys: int,
+        keys_: list[Any],
+        args: list[Any],
+    ) -> Any:
+        """``completeNode`` (if a commit is given) then the script ``sha``, pipelined in that order
+        in one round trip; returns the second script's raw reply. A NOSCRIPT is loaded and run
+        again; the commit, run again after the job was acknowledged, is still the same commit (the
+        node is ready for that iteration until it lands). A client-side store commits on its own
+        first."""
+        store = self.store
+        client = self.redis
+        assert client is not None and store is not None
+        lua = store if isinstance(store, RedisCoordinationStore) else None
+        if commit is not None and lua is None:
+            await store.complete_node(commit)
+            commit = None
         pipe = client.pipeline(transaction=False)
         if commit is not None and lua is not None:
             lua.queue_complete_node(pipe, commit)
-        pipe.evalsha(script.sha, script.num_keys, *keys_, *args)
+        pipe.evalsha(sha, num_keys, *keys_, *args)
         replies = await pipe.execute(raise_on_error=False)
         committed, finished = (replies[0], replies[1]) if commit is not None else (None, replies[0])
         if isinstance(finished, NoScriptError):
-            await cast("Any", client.script_load(script.source))
-            finished = await cast("Any", client.evalsha(script.sha, script.num_keys, *keys_, *args))
+            await cast("Any", client.script_load(source))
+            finished = await cast("Any", client.evalsha(sha, num_keys, *keys_, *args))
         elif isinstance(finished, Exception):
             raise finished
         if commit is not None:
@@ -791,8 +783,6 @@ class BullMQAdapter:
                     commit.index,
                     committed,
                 )
-        if int(finished[0]) == ScriptCode.USE_BULLMQ:
-            return None
         return finished
 
     # ------------------------------------------------------------------------------ reading

@@ -73,7 +73,7 @@ from .coordination import (
     ReadyNode,
     RunOptions,
     graph_fields,
-    job_options_fragment,
+    start_run_call,
 )
 from .exceptions import ScriptError
 from .scripts import ScriptCode
@@ -1338,19 +1338,22 @@ class PythonCoordinationStore:
         adopt: bool = False,
     ) -> CommitResult:
         await self.store_graph(compiled)
-        version = compiled.blueprint.metadata.get("version") if compiled.blueprint.metadata else None
+        # The script's own arguments (start_run_call), so both stores start runs from the same values.
+        _, argv = start_run_call(
+            run_id, compiled, context, options, self.queue_name, self.queue_prefix, adopt=adopt
+        )
         settings = _StartArgs(
-            run_id=run_id,
-            blueprint_id=compiled.id,
+            run_id=argv[0],
+            blueprint_id=argv[1],
             graph_key=keys.graph_key(compiled.content_hash),
-            queue=keys.queue_key_prefix(self.queue_name, self.queue_prefix),
-            channel=keys.status_channel(run_id),
-            ttl=int(options.state_ttl_seconds),
-            max_waves=int(options.max_waves),
-            job_options=job_options_fragment(options.job_options)[1:],
-            adopt=adopt,
-            version=_json(version),
-            context=[(name, value) for name, value in context],
+            queue=argv[2],
+            channel=argv[3],
+            ttl=argv[4],
+            max_waves=argv[5],
+            job_options=argv[6],
+            adopt=argv[7] == "1",
+            version=argv[8],
+            context=list(zip(argv[9::2], argv[10::2], strict=True)),
         )
         result = await self._transact("startRun", lambda tx: self._start(tx, settings))
         if result[0] == ScriptCode.GRAPH_MISSING:
