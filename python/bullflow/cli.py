@@ -7,6 +7,9 @@
   in-process, or on the workers of a queue with ``--redis-url``; prints the result as JSON.
 * ``bullflow reconcile`` -- one pass of the reconciler over stalled runs; prints its stats as JSON.
 * ``bullflow status RUN_ID`` -- the status a distributed run published (or ``running``).
+* ``bullflow durable-worker MODULE`` -- run durable step workflows (``bullflow.durable``): imports
+  MODULE, whose ``WorkflowEntrypoint`` subclasses it serves. Signals as for ``worker``.
+* ``bullflow durable-reconcile`` -- one pass of the durable reconciler; prints its stats as JSON.
 
 Exit codes: 0 ok, 1 the run did not complete (failed, cancelled, awaiting, timed out) or the
 worker stopped on an error, 2 a usage or input error (one line on stderr naming what is wrong).
@@ -287,6 +290,134 @@ def _hard_exit(code: int) -> NoReturn:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+# --------------------------------------------------------------------------- durable worker
+def _import_module(name: str, what: str) -> Any:
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name is not None and (name == err.name or name.startswith(err.name + ".")):
+            raise InputError(f"{what} {name!r}: module not found") from None
+        raise InputError(f"{what} {name!r}: importing it failed: {err}") from None
+    except Exception as err:
+        raise InputError(f"{what} {name!r}: importing it failed: {type(err).__name__}: {err}") from None
+
+
+def _durable_settings(args: argparse.Namespace) -> Any:
+    from .settings import DurableSettings
+
+    try:
+        return DurableSettings(
+            prefix=args.prefix,
+            queue_name=args.queue,
+            queue_prefix=args.queue_prefix,
+            **(
+                {
+                    "lease_ms": args.lease_ms,
+                    "inline_threshold": args.inline_threshold,
+                    "job_lock_ms": args.job_lock_ms,
+                    "stalled_interval_ms": args.stalled_interval_ms,
+                    "step_limit": args.step_limit,
+                    "reconcile_grace_seconds": args.reconcile_grace,
+                }
+                if hasattr(args, "lease_ms")
+                else {"reconcile_grace_seconds": args.reconcile_grace}
+            ),
+        )
+    except BullflowError as err:
+        raise InputError(str(err)) from None
+
+
+def cmd_durable_worker(args: argparse.Namespace) -> int:
+    from .durable.entrypoint import registered_workflows
+
+    if args.concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1, got {args.concurrency}")
+    settings = _settings(args.redis_url)
+    durable = _durable_settings(args)
+    for name in args.module:
+        _import_module(name, "MODULE")
+    workflows = registered_workflows()
+    if not workflows:
+        raise InputError(f"MODULE {', '.join(args.module)}: defines no WorkflowEntrypoint subclass")
+    ctx = load_target(args.ctx, "--ctx") if args.ctx else None
+    env = load_target(args.env, "--env") if args.env else None
+    asyncio.run(_serve_durable(args, settings, durable, workflows, ctx, env))
+    raise AssertionError("unreachable: _serve_durable exits the process")  # pragma: no cover
+
+
+async def _serve_durable(
+    args: argparse.Namespace, settings: RedisSettings, durable: Any, workflows: Any, ctx: Any, env: Any
+) -> NoReturn:
+    from .durable.worker import WorkflowWorkers
+
+    redis = await _connect(settings)
+    await redis.aclose()
+    workers = WorkflowWorkers(
+        settings,
+        ctx,
+        env,
+        concurrency=args.concurrency,
+        workflows=workflows.values(),
+        settings=durable,
+        reconcile_interval=args.reconcile_interval or None,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals_seen: list[str] = []
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        signals_seen.append(name)
+        if len(signals_seen) == 1:
+            logger.info("%s: stopping; finishing the activations that run (again to stop at once)", name)
+            stop.set()
+        else:
+            logger.warning("%s (second signal): stopping at once; leases expire and others take over", name)
+            _hard_exit(EXIT_RUN_FAILED)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await workers.start()
+    logger.info(
+        "durable worker ready: queue %r on %s, concurrency %d, workflows %s",
+        durable.queue_name,
+        settings.url(),
+        args.concurrency,
+        ", ".join(sorted(workflows)),
+    )
+    await stop.wait()
+    try:
+        await asyncio.wait_for(workers.close(), args.shutdown_timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        logger.warning("activations still running after %s s; stopping anyway", args.shutdown_timeout)
+    logger.info("durable worker stopped after %d activations", workers.activations)
+    _hard_exit(EXIT_OK)
+
+
+def cmd_durable_reconcile(args: argparse.Namespace) -> int:
+    from .durable.reconciler import DurableReconciler
+    from .durable.store import DurableStore
+
+    settings = _settings(args.redis_url)
+    durable = _durable_settings(args)
+
+    async def reconcile() -> Any:
+        redis = await _connect(settings)
+        await redis.aclose()
+        store = DurableStore(settings, durable)
+        try:
+            return await DurableReconciler(store).run_once()
+        finally:
+            await store.close()
+
+    stats = asyncio.run(reconcile())
+    _write_json(stats.to_dict())
+    return EXIT_OK
 
 
 # -------------------------------------------------------------------------------------- run
@@ -600,6 +731,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(reconcile)
     reconcile.set_defaults(handler=cmd_reconcile)
+
+    def durable_keys(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--prefix", default=keys.DEFAULT_DURABLE_PREFIX, metavar="P", help="instance key prefix (default bullflow)")
+        p.add_argument(
+            "--queue",
+            default=keys.DEFAULT_DURABLE_QUEUE,
+            metavar="NAME",
+            help=f"activation queue (default {keys.DEFAULT_DURABLE_QUEUE})",
+        )
+        p.add_argument("--queue-prefix", default="bull", metavar="P", help="BullMQ key prefix (default bull)")
+        p.add_argument(
+            "--reconcile-grace",
+            type=float,
+            default=60.0,
+            metavar="S",
+            help="an instance is looked at when this overdue (default 60)",
+        )
+
+    durable_worker = sub.add_parser(
+        "durable-worker",
+        help="run durable step workflows (bullflow.durable) defined in MODULE",
+        description="Import MODULE (repeatable) and run activations of its WorkflowEntrypoint subclasses. "
+        "SIGTERM/SIGINT stop taking jobs and let running activations finish; a second signal stops at once.",
+    )
+    durable_worker.add_argument("module", nargs="+", metavar="MODULE", help="module defining workflow classes")
+    redis_url(durable_worker, default_url, url_help)
+    durable_keys(durable_worker)
+    durable_worker.add_argument("--concurrency", type=int, default=10, metavar="N", help="activations at once (default 10)")
+    durable_worker.add_argument("--ctx", metavar="MODULE:ATTR", help="the object workflows see as self.ctx")
+    durable_worker.add_argument("--env", metavar="MODULE:ATTR", help="the object workflows see as self.env")
+    durable_worker.add_argument("--lease-ms", type=int, default=30_000, metavar="MS", help="instance lease (default 30000)")
+    durable_worker.add_argument(
+        "--inline-threshold",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="timers this close are waited for in the worker; longer ones suspend (default 2)",
+    )
+    durable_worker.add_argument("--job-lock-ms", type=int, default=30_000, metavar="MS", help="BullMQ job lock (default 30000)")
+    durable_worker.add_argument(
+        "--stalled-interval-ms", type=int, default=30_000, metavar="MS", help="BullMQ stalled check (default 30000)"
+    )
+    durable_worker.add_argument("--step-limit", type=int, default=1024, metavar="N", help="steps per instance (default 1024)")
+    durable_worker.add_argument(
+        "--reconcile-interval",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="run the reconciler every S seconds in this process, 0 = never (default 30)",
+    )
+    durable_worker.add_argument(
+        "--shutdown-timeout", type=float, default=30.0, metavar="S", help="on a stop signal, wait this long (default 30)"
+    )
+    common(durable_worker, log_default="INFO")
+    durable_worker.set_defaults(handler=cmd_durable_worker)
+
+    durable_reconcile = sub.add_parser(
+        "durable-reconcile",
+        help="one pass of the durable reconciler; prints the stats as JSON",
+        description="Re-enqueue durable instances that are overdue and have no activation coming.",
+    )
+    redis_url(durable_reconcile, default_url, url_help)
+    durable_keys(durable_reconcile)
+    common(durable_reconcile)
+    durable_reconcile.set_defaults(handler=cmd_durable_reconcile)
 
     status = sub.add_parser("status", help="print the status of a distributed run as JSON")
     status.add_argument("run_id", metavar="RUN_ID")

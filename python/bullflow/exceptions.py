@@ -10,6 +10,22 @@ from typing import Any
 
 __all__ = [
     "BlueprintError",
+    "DurableError",
+    "InstanceExistsError",
+    "InstanceNotFoundError",
+    "InstanceStatusError",
+    "InternalAttemptError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "PayloadTooLargeError",
+    "StepConfigError",
+    "StepError",
+    "StepLimitExceededError",
+    "StepSkippedError",
+    "StepTimeoutError",
+    "WaitTimeoutError",
+    "WorkflowFailedError",
+    "WorkflowTerminatedError",
     "BuilderError",
     "BullflowError",
     "CodecError",
@@ -200,3 +216,123 @@ class ScriptError(BullflowError):
 
 def _rebuild_script_error(message: str, script: str, code: int | None) -> ScriptError:
     return ScriptError(message, script=script, code=code)
+
+
+# ----------------------------------------------------------------------------- durable workflows
+class DurableError(BullflowError):
+    """Root of the errors of durable step workflows (``bullflow.durable``)."""
+
+
+class NonRetryableError(DurableError):
+    """Raised by a step function: the step fails at once, without further attempts."""
+
+
+class StepError(DurableError):
+    """A step failed with an error whose type cannot be rebuilt on replay (its class is not
+    importable here): ``error_type`` is its qualified name, ``step`` the step's name."""
+
+    def __init__(self, step: str, error_type: str, message: str) -> None:
+        self.step = step
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"step {step!r} failed with {error_type}: {message}")
+
+    def __reduce__(self) -> Any:
+        return (StepError, (self.step, self.error_type, self.message))
+
+
+class StepTimeoutError(DurableError):
+    """A step attempt ran longer than its ``timeout`` (seconds); it counts as a failed attempt."""
+
+    def __init__(self, step: str, timeout: float) -> None:
+        self.step = step
+        self.timeout = timeout
+        super().__init__(f"step {step!r} timed out after {timeout:g} s")
+
+    def __reduce__(self) -> Any:
+        return (StepTimeoutError, (self.step, self.timeout))
+
+
+class InternalAttemptError(DurableError):
+    """A step attempt started but never finished: its worker died or lost the instance. It counts
+    as a failed attempt."""
+
+
+class WaitTimeoutError(DurableError):
+    """``step.wait_for_event`` saw no event of its type before its timeout."""
+
+    def __init__(self, step: str, event_type: str) -> None:
+        self.step = step
+        self.event_type = event_type
+        super().__init__(f"wait {step!r} for an event of type {event_type!r} timed out")
+
+    def __reduce__(self) -> Any:
+        return (WaitTimeoutError, (self.step, self.event_type))
+
+
+class StepSkippedError(DurableError):
+    """A step with ``depends=`` did not run because its join policy was not met."""
+
+    def __init__(self, step: str, join: str, failed: list[str]) -> None:
+        self.step = step
+        self.join = join
+        self.failed = list(failed)
+        super().__init__(f"step {step!r} skipped: join {join!r} not met (failed: {', '.join(failed) or '-'})")
+
+    def __reduce__(self) -> Any:
+        return (StepSkippedError, (self.step, self.join, self.failed))
+
+
+class StepConfigError(DurableError, ValueError):
+    """A step was called with a bad name, duration or configuration."""
+
+
+class NonDeterminismError(DurableError):
+    """A replay reached a step that differs from the instance's history (another name at that
+    place, another kind or configuration). The instance fails with this reason."""
+
+
+class StepLimitExceededError(DurableError):
+    """The instance started more steps than its limit (``DurableSettings.step_limit``)."""
+
+
+class PayloadTooLargeError(DurableError, ValueError):
+    """A params, step output, event payload or workflow output is larger than allowed."""
+
+
+class InstanceNotFoundError(DurableError, LookupError):
+    """No durable instance has this id."""
+
+
+class InstanceExistsError(DurableError):
+    """A durable instance with this id exists already."""
+
+
+class InstanceStatusError(DurableError):
+    """The operation is not allowed in the instance's current status (``status``)."""
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (InstanceStatusError, (self.args[0], self.status))
+
+
+class WorkflowFailedError(DurableError):
+    """``result()`` of an instance that ended ``errored``: ``error`` is its ``{type, name,
+    message}``."""
+
+    def __init__(self, instance_id: str, error: dict[str, Any]) -> None:
+        self.instance_id = instance_id
+        self.error = dict(error)
+        super().__init__(
+            f"workflow instance {instance_id!r} failed: {error.get('name', 'Error')}: {error.get('message', '')}"
+        )
+
+    def __reduce__(self) -> Any:
+        return (WorkflowFailedError, (self.instance_id, self.error))
+
+
+class WorkflowTerminatedError(DurableError):
+    """``result()`` of an instance that was terminated."""

@@ -24,12 +24,51 @@ bullflow's own:
 * ``bullflow:lock:<name>`` -- STRING, a lease (``acquireLock``), e.g. the reconciler's per run;
 * job ids: ``<runId>_<nodeId>`` for a node's first execution, ``<runId>_<nodeId>_<n>`` for its
   n-th re-execution (loop iterations, resumes, sleeps), so every execution is its own job.
+
+Durable step workflows (``bullflow.durable``; ``P`` is ``DurableSettings.prefix``, default
+``bullflow``). Every key of one instance carries the hash tag ``{<instanceId>}``, so the scripts
+that touch them stay atomic on a Redis Cluster:
+
+* ``P:wf:{<id>}`` -- HASH, the instance: ``status``, ``workflow``, ``version``, ``params`` (JSON),
+  ``epoch`` (fencing), ``seq`` (job sequence), ``created_at``, ``updated_at``, ``finished_at``,
+  ``paused_at``, ``step_count``, ``pending``, ``next_wake``, ``scheduled_wake``, ``output`` (JSON),
+  ``error`` (JSON ``{type, name, message}``), ``ttl`` (retention, s), ``activations``;
+* ``P:wf:{<id>}:steps`` -- HASH, ``<kind>:<name>#<n>`` (kind ``do``, ``sleep`` or ``wait``; a step
+  run inside another step's function is ``<parent key>/<kind>:<name>#<n>``) -> the step record,
+  JSON opening with ``{"s":"pending"|"ok"|"err",`` (fields: ``k`` kind, ``h`` hash of kind, name
+  and config, ``p``/``q`` call position and whether it was called with no other step open,
+  ``cfg``, ``a`` attempts, ``r`` 1 while an attempt runs, ``w`` wake-up or deadline ms, ``ev``
+  event type, ``le`` last error, ``t0``/``t1`` start/end ms, ``e`` error, ``v`` value);
+* ``P:wf:{<id>}:events`` -- HASH, event type -> JSON list of buffered event texts (FIFO);
+* ``P:wf:{<id>}:waiters`` -- HASH, event type -> JSON list of waiting step keys (oldest first);
+* ``P:wf:{<id>}:lease`` -- STRING, the runner's lease token ``<epoch>:<uuid>`` (PX);
+* ``P:wf:{<id>}:log`` -- STREAM, the instance log (``event``, ``ts``, ``step``, ``detail``);
+* ``P:wf:active`` -- ZSET, instance id -> when to look at it next (the reconciler's index);
+* ``P:wf:done:{<id>}`` -- pub/sub channel, the final status JSON (push for ``result()``);
+* ``P:wf:cancel`` -- pub/sub channel, the id of each terminated or restarted instance;
+* ``P:wf:reconciler`` -- STRING, the reconciler's leader lease;
+* BullMQ queue ``bullflow-durable`` (prefix ``bull``), job name ``durable-run``, data
+  ``{instanceId, workflow}``, job id ``<id>-r<seq>`` (a new id for every activation it asks for).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 __all__ = [
     "CANCEL_CHANNEL",
+    "DEFAULT_DURABLE_PREFIX",
+    "DEFAULT_DURABLE_QUEUE",
+    "DURABLE_RUN_JOB",
+    "InstanceKeys",
+    "active_index_key",
+    "durable_cancel_channel",
+    "durable_job_id",
+    "done_channel",
+    "done_channel_pattern",
+    "instance_keys",
+    "reconciler_lock_key",
+    "step_key",
     "DEFAULT_QUEUE",
     "DEFAULT_QUEUE_PREFIX",
     "EXECUTE_NODE_JOB",
@@ -124,3 +163,72 @@ def queue_keys(queue: str = DEFAULT_QUEUE, prefix: str = DEFAULT_QUEUE_PREFIX) -
     """BullMQ's keys of a queue that the scripts touch, by name (``wait`` -> ``bull:<q>:wait``)."""
     base = queue_key_prefix(queue, prefix)
     return {name: base + name for name in QUEUE_KEY_NAMES}
+
+
+# ----------------------------------------------------------------------------- durable workflows
+DEFAULT_DURABLE_PREFIX = "bullflow"
+DEFAULT_DURABLE_QUEUE = "bullflow-durable"
+DURABLE_RUN_JOB = "durable-run"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceKeys:
+    """The keys of one durable instance (all in the hash slot of ``{<id>}``)."""
+
+    instance: str
+    lease: str
+    steps: str
+    events: str
+    waiters: str
+    log: str
+    done: str
+
+
+def instance_keys(instance_id: str, prefix: str = DEFAULT_DURABLE_PREFIX) -> InstanceKeys:
+    """The keys of durable instance ``instance_id``."""
+    base = f"{prefix}:wf:{{{instance_id}}}"
+    return InstanceKeys(
+        instance=base,
+        lease=f"{base}:lease",
+        steps=f"{base}:steps",
+        events=f"{base}:events",
+        waiters=f"{base}:waiters",
+        log=f"{base}:log",
+        done=done_channel(instance_id, prefix),
+    )
+
+
+def active_index_key(prefix: str = DEFAULT_DURABLE_PREFIX) -> str:
+    """The reconciler's index of unfinished instances (id -> when to look next, ms)."""
+    return f"{prefix}:wf:active"
+
+
+def done_channel(instance_id: str, prefix: str = DEFAULT_DURABLE_PREFIX) -> str:
+    """The channel an instance's final status is published on."""
+    return f"{prefix}:wf:done:{{{instance_id}}}"
+
+
+def done_channel_pattern(prefix: str = DEFAULT_DURABLE_PREFIX) -> str:
+    """The PSUBSCRIBE pattern of every instance's done channel."""
+    return f"{prefix}:wf:done:*"
+
+
+def durable_cancel_channel(prefix: str = DEFAULT_DURABLE_PREFIX) -> str:
+    """The channel terminated and restarted instance ids are sent on (workers cancel their steps)."""
+    return f"{prefix}:wf:cancel"
+
+
+def reconciler_lock_key(prefix: str = DEFAULT_DURABLE_PREFIX) -> str:
+    """The durable reconciler's leader lease."""
+    return f"{prefix}:wf:reconciler"
+
+
+def durable_job_id(instance_id: str, seq: int) -> str:
+    """The BullMQ job id of an instance's activation number ``seq``."""
+    return f"{instance_id}-r{seq}"
+
+
+def step_key(kind: str, name: str, occurrence: int, parent: str = "") -> str:
+    """The field of a step record: ``<kind>:<name>#<n>``, under ``<parent>/`` inside a step."""
+    own = f"{kind}:{name}#{occurrence}"
+    return f"{parent}/{own}" if parent else own

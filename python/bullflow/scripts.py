@@ -44,6 +44,12 @@ class ScriptCode(IntEnum):
     UNKNOWN_RUN = -5
     NOT_AWAITING = -6
     USE_BULLMQ = -7
+    CONTINUE = 2
+    LEASE_HELD = -8
+    NOTHING_DUE = -9
+    FENCED = -10
+    WRONG_STATUS = -11
+    PAUSING = -12
 
 
 @dataclass(frozen=True, slots=True)

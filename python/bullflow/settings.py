@@ -10,7 +10,7 @@ import redis.asyncio as redis_asyncio
 
 from .exceptions import SettingsError
 
-__all__ = ["RedisSettings"]
+__all__ = ["DurableSettings", "RedisSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +102,51 @@ def _redacted(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)
     return url
+
+
+@dataclass(frozen=True, slots=True)
+class DurableSettings:
+    """Settings of durable step workflows (``bullflow.durable``); clients and workers of the same
+    instances must agree on ``prefix``, ``queue_name`` and ``queue_prefix``.
+
+    * ``prefix`` -- the first part of every instance key (``<prefix>:wf:{<id>}``);
+    * ``queue_name`` / ``queue_prefix`` -- the BullMQ queue of activation jobs; on a Redis Cluster
+      give the queue a hash tag (``queue_prefix="{bullflow}"``);
+    * ``lease_ms`` -- a runner's lease on an instance, renewed every third of it; a runner that
+      dies is replaced after at most this long;
+    * ``inline_threshold`` -- seconds: a sleep, retry backoff or wake-up this close is waited for
+      in the worker; a longer one suspends the instance and frees the worker slot;
+    * ``step_limit`` -- steps an instance may start over its life (``step.do``; sleeps and waits
+      do not count), at most 10,000; a warning is logged at 80 %;
+    * ``max_payload_bytes`` -- the largest params, step output, event payload or workflow output;
+    * ``retention_seconds`` -- how long a finished instance's keys live (0 keeps them);
+    * ``reconcile_grace_seconds`` -- how overdue an instance must be before the reconciler looks;
+    * ``job_lock_ms`` / ``stalled_interval_ms`` / ``max_stalled_count`` -- the BullMQ worker's lock
+      and stalled-job check (a job lost with its worker comes back after about ``job_lock_ms``).
+    """
+
+    prefix: str = "bullflow"
+    queue_name: str = "bullflow-durable"
+    queue_prefix: str = "bull"
+    lease_ms: int = 30_000
+    inline_threshold: float = 2.0
+    step_limit: int = 1024
+    max_payload_bytes: int = 1024 * 1024
+    retention_seconds: int = 7 * 24 * 3600
+    reconcile_grace_seconds: float = 60.0
+    job_lock_ms: int = 30_000
+    stalled_interval_ms: int = 30_000
+    max_stalled_count: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.prefix or not self.queue_name:
+            raise SettingsError("DurableSettings: prefix and queue_name must not be empty")
+        if not 1 <= self.step_limit <= 10_000:
+            raise SettingsError(f"DurableSettings.step_limit must be 1..10000, got {self.step_limit}")
+        if self.lease_ms < 100:
+            raise SettingsError(f"DurableSettings.lease_ms must be at least 100, got {self.lease_ms}")
+        if self.inline_threshold < 0 or self.retention_seconds < 0 or self.max_payload_bytes <= 0:
+            raise SettingsError(
+                "DurableSettings: inline_threshold and retention_seconds must be >= 0, "
+                "max_payload_bytes > 0"
+            )
