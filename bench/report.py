@@ -34,7 +34,7 @@ def table(data: dict[str, Any]) -> list[str]:
         for bench in sorted(entries, key=lambda b: b.get("extra_info", {}).get("impl", "")):
             info = bench.get("extra_info", {})
             median = _median_ms(bench)
-            units = info.get("nodes") or info.get("steps") or info.get("items")
+            units = info.get("nodes") or info.get("steps") or info.get("items") or info.get("instances")
             rate = f"{units / (median / 1000):,.0f}" if units else "-"
             notes = []
             impl = info.get("impl", "")
@@ -44,6 +44,18 @@ def table(data: dict[str, Any]) -> list[str]:
                 notes.append(f"p50 {info['p50_ms']:g} ms, p99 {info['p99_ms']:g} ms")
             if info.get("cpu_us_per_node"):
                 notes.append(f"{info['cpu_us_per_node']:g} us CPU/node")
+            if info.get("cpu_us_per_instance"):
+                notes.append(f"{info['cpu_us_per_instance']:g} us CPU/instance")
+            if info.get("bullmq_workflows_per_core") and info.get("instances_per_cpu_s"):
+                per_core = info["bullmq_workflows_per_core"]
+                notes.append(
+                    f"{info['instances_per_cpu_s']:,.0f}/CPU-s, bullmq-workflows ~{per_core}/core: "
+                    f"{info['instances_per_cpu_s'] / per_core:.2f}x"
+                )
+            if info.get("us_per_cached_step") is not None:
+                notes.append(
+                    f"{info['us_per_cached_step']:g} us/cached step, {info['redis_round_trips']} round trips"
+                )
             if units and baseline and group.startswith("distributed:"):
                 notes.append(f"{units / (median / 1000) / baseline:.2f}x the bullmq no-op drain")
             if info.get("coordination") == "lua":

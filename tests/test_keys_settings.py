@@ -63,3 +63,44 @@ def test_no_client_side_read_timeout_by_default() -> None:
 
 async def test_client_talks_to_the_server(redis_client: Redis) -> None:
     assert await redis_client.ping() is True
+
+
+def test_durable_key_formats_share_one_cluster_slot() -> None:
+    from redis.crc import key_slot
+
+    k = keys.instance_keys("order-17")
+    assert k.instance == "bullflow:wf:{order-17}"
+    assert (k.lease, k.steps, k.events, k.waiters, k.log) == tuple(
+        f"bullflow:wf:{{order-17}}:{suffix}" for suffix in ("lease", "steps", "events", "waiters", "log")
+    )
+    assert k.done == keys.done_channel("order-17") == "bullflow:wf:done:{order-17}"
+    assert (
+        len({key_slot(key.encode()) for key in (k.instance, k.lease, k.steps, k.events, k.waiters, k.log)})
+        == 1
+    )
+    custom = keys.instance_keys("x", "acme")
+    assert custom.instance == "acme:wf:{x}"
+    assert keys.active_index_key("acme") == "acme:wf:active"
+    assert keys.durable_cancel_channel() == "bullflow:wf:cancel"
+    assert keys.reconciler_lock_key() == "bullflow:wf:reconciler"
+    assert keys.durable_job_id("order-17", 3) == "order-17-r3"
+    assert keys.step_key("do", "charge", 2) == "do:charge#2"
+    assert keys.step_key("do", "inner", 1, "do:outer#1") == "do:outer#1/do:inner#1"
+    assert (keys.DEFAULT_DURABLE_QUEUE, keys.DURABLE_RUN_JOB) == ("bullflow-durable", "durable-run")
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"step_limit": 0}, "step_limit"),
+        ({"step_limit": 10_001}, "step_limit"),
+        ({"lease_ms": 10}, "lease_ms"),
+        ({"prefix": ""}, "prefix"),
+        ({"inline_threshold": -1}, "inline_threshold"),
+    ],
+)
+def test_bad_durable_settings(options: dict[str, object], problem: str) -> None:
+    from bullflow.settings import DurableSettings
+
+    with pytest.raises(SettingsError, match=problem):
+        DurableSettings(**options)  # type: ignore[arg-type]

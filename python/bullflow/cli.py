@@ -733,7 +733,12 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.set_defaults(handler=cmd_reconcile)
 
     def durable_keys(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--prefix", default=keys.DEFAULT_DURABLE_PREFIX, metavar="P", help="instance key prefix (default bullflow)")
+        p.add_argument(
+            "--prefix",
+            default=keys.DEFAULT_DURABLE_PREFIX,
+            metavar="P",
+            help="instance key prefix (default bullflow)",
+        )
         p.add_argument(
             "--queue",
             default=keys.DEFAULT_DURABLE_QUEUE,
@@ -755,13 +760,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Import MODULE (repeatable) and run activations of its WorkflowEntrypoint subclasses. "
         "SIGTERM/SIGINT stop taking jobs and let running activations finish; a second signal stops at once.",
     )
-    durable_worker.add_argument("module", nargs="+", metavar="MODULE", help="module defining workflow classes")
+    durable_worker.add_argument(
+        "module", nargs="+", metavar="MODULE", help="module defining workflow classes"
+    )
     redis_url(durable_worker, default_url, url_help)
     durable_keys(durable_worker)
-    durable_worker.add_argument("--concurrency", type=int, default=10, metavar="N", help="activations at once (default 10)")
+    durable_worker.add_argument(
+        "--concurrency", type=int, default=10, metavar="N", help="activations at once (default 10)"
+    )
     durable_worker.add_argument("--ctx", metavar="MODULE:ATTR", help="the object workflows see as self.ctx")
     durable_worker.add_argument("--env", metavar="MODULE:ATTR", help="the object workflows see as self.env")
-    durable_worker.add_argument("--lease-ms", type=int, default=30_000, metavar="MS", help="instance lease (default 30000)")
+    durable_worker.add_argument(
+        "--lease-ms", type=int, default=30_000, metavar="MS", help="instance lease (default 30000)"
+    )
     durable_worker.add_argument(
         "--inline-threshold",
         type=float,
@@ -769,11 +780,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="timers this close are waited for in the worker; longer ones suspend (default 2)",
     )
-    durable_worker.add_argument("--job-lock-ms", type=int, default=30_000, metavar="MS", help="BullMQ job lock (default 30000)")
     durable_worker.add_argument(
-        "--stalled-interval-ms", type=int, default=30_000, metavar="MS", help="BullMQ stalled check (default 30000)"
+        "--job-lock-ms", type=int, default=30_000, metavar="MS", help="BullMQ job lock (default 30000)"
     )
-    durable_worker.add_argument("--step-limit", type=int, default=1024, metavar="N", help="steps per instance (default 1024)")
+    durable_worker.add_argument(
+        "--stalled-interval-ms",
+        type=int,
+        default=30_000,
+        metavar="MS",
+        help="BullMQ stalled check (default 30000)",
+    )
+    durable_worker.add_argument(
+        "--step-limit", type=int, default=1024, metavar="N", help="steps per instance (default 1024)"
+    )
     durable_worker.add_argument(
         "--reconcile-interval",
         type=float,
@@ -782,7 +801,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the reconciler every S seconds in this process, 0 = never (default 30)",
     )
     durable_worker.add_argument(
-        "--shutdown-timeout", type=float, default=30.0, metavar="S", help="on a stop signal, wait this long (default 30)"
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on a stop signal, wait this long (default 30)",
     )
     common(durable_worker, log_default="INFO")
     durable_worker.set_defaults(handler=cmd_durable_worker)

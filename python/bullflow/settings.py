@@ -147,6 +147,5 @@ class DurableSettings:
             raise SettingsError(f"DurableSettings.lease_ms must be at least 100, got {self.lease_ms}")
         if self.inline_threshold < 0 or self.retention_seconds < 0 or self.max_payload_bytes <= 0:
             raise SettingsError(
-                "DurableSettings: inline_threshold and retention_seconds must be >= 0, "
-                "max_payload_bytes > 0"
+                "DurableSettings: inline_threshold and retention_seconds must be >= 0, max_payload_bytes > 0"
             )

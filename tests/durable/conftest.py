@@ -17,8 +17,6 @@ import pytest
 from bullflow.durable import Workflow, WorkflowWorkers
 from bullflow.settings import DurableSettings
 
-from . import workflows
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,7 +60,9 @@ async def start_workers(
 
 
 @pytest.fixture
-async def workflow(redis_server: str, durable_settings: DurableSettings) -> AsyncIterator[Callable[..., Workflow[Any]]]:
+async def workflow(
+    redis_server: str, durable_settings: DurableSettings
+) -> AsyncIterator[Callable[..., Workflow[Any]]]:
     made: list[Workflow[Any]] = []
 
     def make(cls: type[Any], **options: Any) -> Workflow[Any]:
@@ -103,7 +103,7 @@ def spawn_durable_worker(
                 "-m",
                 "bullflow",
                 "durable-worker",
-                workflows.__name__,
+                "tests.durable.workflows",
                 "--redis-url",
                 redis_server,
                 "--prefix",

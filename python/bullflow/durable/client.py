@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar, cast
 
 import orjson
+from redis.exceptions import NoScriptError
 
 from .. import keys
 from ..exceptions import (
@@ -162,12 +164,14 @@ class Workflow(Generic[W]):
             raise StepConfigError(f"Workflow(...) takes a WorkflowEntrypoint subclass, got {workflow!r}")
         self.workflow = workflow
         self.name = workflow_name(workflow)
-        redis_settings = connection if isinstance(connection, RedisSettings) else RedisSettings.from_url(connection)
+        redis_settings = (
+            connection if isinstance(connection, RedisSettings) else RedisSettings.from_url(connection)
+        )
         self.settings = settings or DurableSettings()
         self._client = _Client(DurableStore(redis_settings, self.settings, serializer))
         self.store = self._client.store
 
-    async def create(self, *, params: Any = None, id: str | None = None) -> WorkflowInstance:  # noqa: A002
+    async def create(self, *, params: Any = None, id: str | None = None) -> WorkflowInstance:
         """Create an instance (``id`` generated when None) and queue its first activation.
         Raises :class:`InstanceExistsError` when the id is taken."""
         instance_id = self._check_id(id)
@@ -188,20 +192,22 @@ class Workflow(Generic[W]):
                 raise StepConfigError(f"create_batch[{position}]: expected a dict with 'id' and/or 'params'")
             instance_id = self._check_id(item.get("id"))
             if instance_id in seen:
-                raise InstanceExistsError(f"create_batch[{position}]: id {instance_id!r} appears twice in the batch")
+                raise InstanceExistsError(
+                    f"create_batch[{position}]: id {instance_id!r} appears twice in the batch"
+                )
             seen.add(instance_id)
             prepared.append((instance_id, self._params_text(item.get("params"), instance_id)))
         pipe = self.store.redis.pipeline(transaction=False)
         for instance_id, _ in prepared:
             pipe.exists(self.store.keys(instance_id).instance)
-        for (instance_id, _), exists in zip(prepared, await pipe.execute()):
+        for (instance_id, _), exists in zip(prepared, await pipe.execute(), strict=False):
             if exists:
                 raise InstanceExistsError(f"workflow instance {instance_id!r} exists already")
         for instance_id, params_text in prepared:
             await self._create(instance_id, params_text)
         return [WorkflowInstance(self._client, instance_id) for instance_id, _ in prepared]
 
-    async def get(self, id: str) -> WorkflowInstance:  # noqa: A002
+    async def get(self, id: str) -> WorkflowInstance:
         """The instance ``id``; raises :class:`InstanceNotFoundError` when there is none."""
         if not await cast("Any", self.store.redis.exists(self.store.keys(id).instance)):
             raise InstanceNotFoundError(f"workflow instance {id!r} not found")
@@ -243,13 +249,28 @@ class Workflow(Generic[W]):
     async def _create(self, instance_id: str, params_text: str) -> None:
         store = self.store
         k = store.keys(instance_id)
-        # indexed first: a crash between these calls leaves an instance the reconciler finds
-        await store.index(instance_id, int(await _server_ms(store)))
-        reply = await store.run(
-            "createInstance",
-            [k.instance, k.log],
-            [self.name, self.workflow.version, params_text, self.settings.retention_seconds],
+        # indexed first (same round trip, in order): a crash before the job is added leaves an
+        # instance the reconciler finds
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.zadd(store.active_key, {instance_id: _local_ms()})
+        pipe.evalsha(
+            store.scripts.scripts["createInstance"].sha,
+            2,
+            k.instance,
+            k.log,
+            self.name,
+            self.workflow.version,
+            params_text,
+            self.settings.retention_seconds,
         )
+        try:
+            _, reply = await pipe.execute()
+        except NoScriptError:
+            reply = await store.run(
+                "createInstance",
+                [k.instance, k.log],
+                [self.name, self.workflow.version, params_text, self.settings.retention_seconds],
+            )
         if int(reply[0]) != ScriptCode.STORED:
             raise InstanceExistsError(f"workflow instance {instance_id!r} exists already")
         await store.enqueue(instance_id, self.name, int(reply[1]), priority=Priority.NEW)
@@ -274,7 +295,16 @@ class WorkflowInstance:
             "Any",
             self.store.redis.hmget(
                 self.keys.instance,
-                ["status", "output", "error", "workflow", "created_at", "updated_at", "finished_at", "step_count"],
+                [
+                    "status",
+                    "output",
+                    "error",
+                    "workflow",
+                    "created_at",
+                    "updated_at",
+                    "finished_at",
+                    "step_count",
+                ],
             ),
         )
         if f[0] is None:
@@ -305,7 +335,7 @@ class WorkflowInstance:
         reply = await self.store.run("resumeInstance", [k.instance, k.lease, k.steps, k.log], [])
         status = self._status_reply(reply, "resume")
         if reply[2] is not None:
-            await self.store.index(self.id, await _server_ms(self.store))
+            await self.store.index(self.id, _local_ms())
             await self.store.enqueue(self.id, "", int(reply[2]), priority=Priority.RESUME)
         return status
 
@@ -313,25 +343,28 @@ class WorkflowInstance:
         """Terminate: the instance ends ``terminated``; a runner still working is fenced off and
         its running step cancelled. Raises :class:`InstanceStatusError` when it has finished."""
         k = self.keys
-        code = int(
-            await self.store.run(
-                "terminateInstance",
-                [k.instance, k.lease, k.steps, k.events, k.waiters, k.log],
-                [k.done, self.store.cancel_channel, self.id],
-            )
+        reply = await self.store.run(
+            "terminateInstance",
+            [k.instance, k.lease, k.steps, k.events, k.waiters, k.log],
+            [k.done, self.store.cancel_channel, self.id],
         )
+        code = int(reply[0])
         if code == ScriptCode.UNKNOWN_RUN:
             raise InstanceNotFoundError(f"workflow instance {self.id!r} not found")
         if code == ScriptCode.WRONG_STATUS:
             status = (await self.status()).status
-            raise InstanceStatusError(f"workflow instance {self.id!r} cannot be terminated: it is {status}", status)
+            raise InstanceStatusError(
+                f"workflow instance {self.id!r} cannot be terminated: it is {status}", status
+            )
         await self.store.unindex(self.id)
+        # its wake-up job, if one is scheduled, is not needed any more
+        await self.store.remove_job(self.id, reply[1])
 
     async def restart(self) -> None:
         """Run the instance again from the top with the same params: its history, buffered
         events, waiters and attempt counts are cleared; a runner still working is fenced off."""
         k = self.keys
-        await self.store.index(self.id, await _server_ms(self.store))
+        await self.store.index(self.id, _local_ms())
         reply = await self.store.run(
             "restartInstance",
             [k.instance, k.lease, k.steps, k.events, k.waiters, k.log],
@@ -342,7 +375,7 @@ class WorkflowInstance:
             raise InstanceNotFoundError(f"workflow instance {self.id!r} not found")
         await self.store.enqueue(self.id, "", int(reply[1]), priority=Priority.RESUME)
 
-    async def send_event(self, type: str, payload: Any = None) -> bool:  # noqa: A002
+    async def send_event(self, type: str, payload: Any = None) -> bool:
         """Send an event: the oldest step waiting for ``type`` gets it (and the instance wakes),
         or it is buffered for the next wait. True when a waiting step took it. Raises
         :class:`InstanceStatusError` when the instance has finished."""
@@ -367,7 +400,8 @@ class WorkflowInstance:
             raise InstanceNotFoundError(f"workflow instance {self.id!r} not found")
         if code == ScriptCode.WRONG_STATUS:
             raise InstanceStatusError(
-                f"workflow instance {self.id!r} cannot receive events: it is {reply[1].decode()}", reply[1].decode()
+                f"workflow instance {self.id!r} cannot receive events: it is {reply[1].decode()}",
+                reply[1].decode(),
             )
         if reply[2] is not None:
             await self.store.index(self.id, now)
@@ -396,7 +430,9 @@ class WorkflowInstance:
                 try:
                     await asyncio.wait_for(asyncio.shield(future), left)
                 except (asyncio.TimeoutError, TimeoutError):
-                    raise TimeoutError(f"workflow instance {self.id} did not finish within {timeout} s") from None
+                    raise TimeoutError(
+                        f"workflow instance {self.id} did not finish within {timeout} s"
+                    ) from None
             finally:
                 client.forget(self.id, future)
 
@@ -433,8 +469,15 @@ class WorkflowInstance:
             raise InstanceNotFoundError(f"workflow instance {self.id!r} not found")
         status = reply[1].decode()
         if code == ScriptCode.WRONG_STATUS:
-            raise InstanceStatusError(f"workflow instance {self.id!r} cannot {operation}: it is {status}", status)
+            raise InstanceStatusError(
+                f"workflow instance {self.id!r} cannot {operation}: it is {status}", status
+            )
         return str(status)
+
+
+def _local_ms() -> int:
+    """Now, for the reconciler's index (it compares with its own clock, with a grace period)."""
+    return int(time.time() * 1000)
 
 
 async def _server_ms(store: DurableStore) -> int:

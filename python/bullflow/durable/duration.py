@@ -46,7 +46,7 @@ def to_ms(value: Duration, what: str) -> int:
         raise StepConfigError(f"{what}: expected a duration, got {type(value).__name__}")
     if not math.isfinite(ms) or ms < 0:
         raise StepConfigError(f"{what}: a duration must be finite and not negative, got {value!r}")
-    return int(round(ms))
+    return round(ms)
 
 
 def to_epoch_ms(when: datetime | float | int, what: str) -> int:
@@ -55,7 +55,7 @@ def to_epoch_ms(when: datetime | float | int, what: str) -> int:
     if isinstance(when, datetime):
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-        return int(round(when.timestamp() * 1000))
+        return round(when.timestamp() * 1000)
     if isinstance(when, (int, float)) and not isinstance(when, bool) and math.isfinite(when):
-        return int(round(float(when) * 1000))
+        return round(float(when) * 1000)
     raise StepConfigError(f"{what}: expected a datetime or epoch seconds, got {when!r}")

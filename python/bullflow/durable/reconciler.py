@@ -60,7 +60,9 @@ class DurableReconciler:
                 return stats
             await redis.pexpire(self.lock_key, lease_ms)
         now = int(time.time() * 1000)
-        due = await redis.zrangebyscore(store.active_key, "-inf", now - int(grace * 1000), start=0, num=self.batch)
+        due = await redis.zrangebyscore(
+            store.active_key, "-inf", now - int(grace * 1000), start=0, num=self.batch
+        )
         for raw in due:
             instance_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             stats.scanned += 1

@@ -46,12 +46,12 @@ logger = logging.getLogger(__name__)
 BACKOFFS = ("constant", "linear", "exponential")
 
 
-class Suspend(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class Suspend(BaseException):
     """An open step waits (a timer, an event, a pause): this replay stops here. A BaseException,
     so ``except Exception`` in workflow code does not swallow it."""
 
 
-class Fenced(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class Fenced(BaseException):
     """The runner lost the instance (lease gone, epoch moved on): it stops without writing."""
 
 
@@ -70,7 +70,9 @@ class RetryConfig:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 0:
             raise StepConfigError(f"retries.limit must be an int >= 0, got {self.limit!r}")
         if self.backoff not in BACKOFFS:
-            raise StepConfigError(f"retries.backoff must be one of {', '.join(BACKOFFS)}, got {self.backoff!r}")
+            raise StepConfigError(
+                f"retries.backoff must be one of {', '.join(BACKOFFS)}, got {self.backoff!r}"
+            )
         if not callable(self.delay):
             to_ms(self.delay, "retries.delay")
 
@@ -239,11 +241,22 @@ class Replay:
             self.deadlines.append(int(deadline))
         return Suspend()
 
+    def halt(self, rec: dict[str, Any] | None = None) -> Suspend:
+        """A step that would start (or retry) now, in a replay that is suspending or pausing: it
+        starts in the next activation, so the instance must come back for it at its retry time
+        ("w") or at once, not at some other step's later deadline."""
+        due = self.now_ms()
+        if rec is not None and rec.get("s") == "pending" and rec.get("w"):
+            due = int(rec["w"])
+        return self.block(due)
+
     def serialize(self, value: Any, what: str) -> str:
         try:
             text = self.store.serializer.dumps(value)
         except (TypeError, ValueError) as err:
-            raise self.fail(StepConfigError(f"instance {self.instance_id}: {what} cannot be stored: {err}")) from None
+            raise self.fail(
+                StepConfigError(f"instance {self.instance_id}: {what} cannot be stored: {err}")
+            ) from None
         if len(text.encode()) > self.settings.max_payload_bytes:
             raise self.fail(
                 PayloadTooLargeError(
@@ -297,13 +310,17 @@ class Replay:
             self.idle.set()
 
     # --------------------------------------------------------------------------------- do
-    async def do(self, call: _Call, fn: Callable[..., Any], options: StepOptions, args: tuple[Any, ...]) -> Any:
+    async def do(
+        self, call: _Call, fn: Callable[..., Any], options: StepOptions, args: tuple[Any, ...]
+    ) -> Any:
         try:
             return await self._do(call, fn, options, args)
         finally:
             self.settle(call)
 
-    async def _do(self, call: _Call, fn: Callable[..., Any], options: StepOptions, args: tuple[Any, ...]) -> Any:
+    async def _do(
+        self, call: _Call, fn: Callable[..., Any], options: StepOptions, args: tuple[Any, ...]
+    ) -> Any:
         rec = self.check(call)
         while True:
             if rec is not None and rec["s"] == "ok":
@@ -311,7 +328,7 @@ class Replay:
             if rec is not None and rec["s"] == "err":
                 raise decode_error(rec["e"], call.name)
             if not call.nested and (self.suspending or self.pausing):
-                raise Suspend()
+                raise self.halt(rec)
             frozen = rec["cfg"] if rec is not None else options.frozen()
             attempts = int(rec.get("a", 0)) if rec is not None else 0
             if rec is not None and rec.get("r") == 1:
@@ -331,7 +348,7 @@ class Replay:
                         raise self.block(int(rec["w"]))
                     await asyncio.sleep(wait / 1000)
                     if not call.nested and (self.suspending or self.pausing):
-                        raise Suspend()
+                        raise self.halt()
             if rec is None:
                 self.step_count += 1
                 limit = self.settings.step_limit
@@ -343,9 +360,15 @@ class Replay:
                         )
                     )
                 if self.step_count == int(limit * 0.8):
-                    logger.warning("instance %s has started %d of its %d steps", self.instance_id, self.step_count, limit)
+                    logger.warning(
+                        "instance %s has started %d of its %d steps", self.instance_id, self.step_count, limit
+                    )
             attempt = attempts + 1
-            meta = _meta(rec) if rec is not None else {"k": "do", "h": call.h, "p": call.p, "q": call.q, "cfg": frozen}
+            meta = (
+                _meta(rec)
+                if rec is not None
+                else {"k": "do", "h": call.h, "p": call.p, "q": call.q, "cfg": frozen}
+            )
             meta.pop("w", None)
             meta.pop("le", None)
             started = {**meta, "a": attempt, "r": 1, "t0": self.now_ms()}
@@ -374,7 +397,9 @@ class Replay:
                 text = self.serialize(value, f"the output of step {call.name!r}")
                 done = {k: v for k, v in started.items() if k != "r"}
                 done["t1"] = self.now_ms()
-                code, stored = await self.commit("final", call.key, _record("ok", done, text), "STEP_SUCCESS", str(attempt))
+                code, stored = await self.commit(
+                    "final", call.key, _record("ok", done, text), "STEP_SUCCESS", str(attempt)
+                )
                 if code == ScriptCode.ALREADY_PRESENT:
                     rec = stored
                     continue
@@ -382,7 +407,9 @@ class Replay:
             finally:
                 self._end_work()
 
-    async def _invoke(self, call: _Call, fn: Callable[..., Any], args: tuple[Any, ...], attempt: int, timeout_ms: int) -> Any:
+    async def _invoke(
+        self, call: _Call, fn: Callable[..., Any], args: tuple[Any, ...], attempt: int, timeout_ms: int
+    ) -> Any:
         if not args and _takes_context(fn):
             args = (StepContext(attempt=attempt, step=call.name, instance_id=self.instance_id),)
         token = _SCOPE.set(_Scope(call.key))
@@ -419,13 +446,21 @@ class Replay:
             delay_ms = self._backoff_ms(retries, options, attempt, exc)
         if delay_ms is None:
             final = {**meta, "t1": self.now_ms(), "e": error}
-            code, stored = await self.commit("final", call.key, _record("err", final), "STEP_FAILURE", orjson.dumps(error).decode())
-            return stored if code == ScriptCode.ALREADY_PRESENT and stored is not None else {"s": "err", **final}
+            code, stored = await self.commit(
+                "final", call.key, _record("err", final), "STEP_FAILURE", orjson.dumps(error).decode()
+            )
+            return (
+                stored if code == ScriptCode.ALREADY_PRESENT and stored is not None else {"s": "err", **final}
+            )
         retry = {**meta, "w": self.now_ms() + delay_ms, "le": error}
-        await self.commit("put", call.key, _record("pending", retry), "ATTEMPT_FAILURE", orjson.dumps(error).decode())
+        await self.commit(
+            "put", call.key, _record("pending", retry), "ATTEMPT_FAILURE", orjson.dumps(error).decode()
+        )
         return {"s": "pending", **retry}
 
-    def _backoff_ms(self, retries: dict[str, Any], options: StepOptions, attempt: int, exc: BaseException) -> int | None:
+    def _backoff_ms(
+        self, retries: dict[str, Any], options: StepOptions, attempt: int, exc: BaseException
+    ) -> int | None:
         base = retries["delay"]
         if base == "callable":
             delay = options.retries.delay
@@ -436,8 +471,8 @@ class Replay:
             except Exception:
                 logger.warning("retries.delay of step failed; no more retries", exc_info=True)
                 return None
-        factor = {"constant": 1, "linear": attempt, "exponential": 2 ** (attempt - 1)}[retries["backoff"]]
-        return int(base) * factor
+        factors = {"constant": 1, "linear": attempt, "exponential": 1 << (attempt - 1)}
+        return int(base) * factors[str(retries["backoff"])]
 
     # ------------------------------------------------------------------------------ sleep
     async def sleep(self, call: _Call, wake_at: Callable[[int], int]) -> None:
@@ -449,10 +484,12 @@ class Replay:
                 return
             if rec is None:
                 if self.suspending or self.pausing:
-                    raise Suspend()
+                    raise self.halt()
                 now = self.now_ms()
                 meta = {"k": "sleep", "h": call.h, "p": call.p, "q": call.q, "w": wake_at(now), "t0": now}
-                code, stored = await self.commit("put", call.key, _record("pending", meta), "SLEEP_START", str(meta["w"]))
+                _, stored = await self.commit(
+                    "put", call.key, _record("pending", meta), "SLEEP_START", str(meta["w"])
+                )
                 rec = stored if stored is not None else {"s": "pending", **meta}
                 if rec["s"] == "ok":
                     return
@@ -474,22 +511,40 @@ class Replay:
     async def wait(self, call: _Call, event_type: str, timeout_ms: int) -> Event:
         try:
             if call.nested:
-                raise StepConfigError(f"step.wait_for_event {call.name!r} cannot run inside another step's function")
+                raise StepConfigError(
+                    f"step.wait_for_event {call.name!r} cannot run inside another step's function"
+                )
             rec = self.check(call)
             if rec is None:
                 if self.suspending or self.pausing:
-                    raise Suspend()
+                    raise self.halt()
                 now = self.now_ms()
-                meta = {"k": "wait", "h": call.h, "p": call.p, "q": call.q, "ev": event_type, "w": now + timeout_ms, "t0": now}
+                meta = {
+                    "k": "wait",
+                    "h": call.h,
+                    "p": call.p,
+                    "q": call.q,
+                    "ev": event_type,
+                    "w": now + timeout_ms,
+                    "t0": now,
+                }
                 ok_prefix = _record("ok", meta)[:-1] + ',"v":'
                 _, rec = await self.commit(
-                    "wait", call.key, _record("pending", meta), "WAIT_START", event_type, event_type, ok_prefix
+                    "wait",
+                    call.key,
+                    _record("pending", meta),
+                    "WAIT_START",
+                    event_type,
+                    event_type,
+                    ok_prefix,
                 )
                 assert rec is not None
             if rec["s"] == "pending" and self.now_ms() >= int(rec["w"]):
                 error = encode_error(WaitTimeoutError(call.name, event_type))
                 final = {**_meta(rec), "t1": self.now_ms(), "e": error}
-                _, stored = await self.commit("timeout", call.key, _record("err", final), "WAIT_TIMEOUT", event_type, event_type)
+                _, stored = await self.commit(
+                    "timeout", call.key, _record("err", final), "WAIT_TIMEOUT", event_type, event_type
+                )
                 rec = stored if stored is not None else {"s": "err", **final}
             if rec["s"] == "ok":
                 return self.event(rec.get("v"))
@@ -501,7 +556,7 @@ class Replay:
 
     # ------------------------------------------------------------------------ end of replay
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task

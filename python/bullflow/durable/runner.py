@@ -147,9 +147,8 @@ class Runner:
         workflow = cls(self.ctx, self.env)
         context = contextvars.copy_context()
         context.run(_SCOPE.set, replay.root)
-        task = asyncio.get_running_loop().create_task(
-            workflow.run(event, WorkflowStep(replay)), context=context
-        )
+        # the task copies the context it is created in (Python 3.10 has no create_task(context=))
+        task = context.run(asyncio.get_running_loop().create_task, workflow.run(event, WorkflowStep(replay)))
         entry = (task, replay)
         self._running.setdefault(instance_id, set()).add(entry)
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(replay, task))
@@ -198,11 +197,15 @@ class Runner:
             return await self._finish(replay, "errored", orjson.dumps(encode_error(error)).decode())
         return await self._finish(replay, "complete", text)
 
-    async def _suspend(self, instance_id: str, token: str, deadline: int | None, now: int) -> ActivationOutcome:
+    async def _suspend(
+        self, instance_id: str, token: str, deadline: int | None, now: int
+    ) -> ActivationOutcome:
         store = self.store
         k = store.keys(instance_id)
         reply = await store.run(
-            "suspendInstance", [k.instance, k.lease, k.log], [token, "" if deadline is None else str(deadline)]
+            "suspendInstance",
+            [k.instance, k.lease, k.log],
+            [token, "" if deadline is None else str(deadline)],
         )
         code = int(reply[0])
         if code == ScriptCode.CONTINUE:
@@ -211,7 +214,11 @@ class Runner:
             return ActivationOutcome("fenced")
         status = _text(reply[1])
         if reply[2] is not None:
-            await store.enqueue(instance_id, "", int(reply[2]), delay_ms=int(reply[3]), priority=Priority.WAKE)
+            await store.enqueue(
+                instance_id, "", int(reply[2]), delay_ms=int(reply[3]), priority=Priority.WAKE
+            )
+            if len(reply) > 4:  # the wake-up job this one replaces
+                await store.remove_job(instance_id, reply[4])
         if status == "paused":
             await store.unindex(instance_id)
         else:
@@ -220,14 +227,17 @@ class Runner:
 
     async def _finish(self, replay: Replay, status: str, text: str) -> str:
         k = replay.keys
-        code = await self.store.run(
+        reply = await self.store.run(
             "finishInstance",
             [k.instance, k.lease, k.steps, k.events, k.waiters, k.log],
             [replay.token, status, text, k.done],
         )
-        if int(code) == ScriptCode.FENCED:
+        if int(reply[0]) == ScriptCode.FENCED:
             return "fenced"
         await self.store.unindex(replay.instance_id)
+        # a wake-up job still scheduled (say, the timeout of a wait an event resolved) would
+        # otherwise stay in the queue until its deadline, up to a year
+        await self.store.remove_job(replay.instance_id, reply[1])
         return status
 
     async def _heartbeat(self, replay: Replay, task: asyncio.Task[Any]) -> None:

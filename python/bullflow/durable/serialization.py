@@ -46,7 +46,7 @@ class PickleSerializer:
         return json.dumps(base64.b64encode(pickle.dumps(value)).decode())
 
     def loads(self, text: str | bytes) -> Any:
-        return pickle.loads(base64.b64decode(orjson.loads(text)))  # noqa: S301 - documented opt-in
+        return pickle.loads(base64.b64decode(orjson.loads(text)))
 
 
 def encode_error(exc: BaseException) -> dict[str, Any]:
@@ -60,9 +60,23 @@ def encode_error(exc: BaseException) -> dict[str, Any]:
         "message": str(exc),
         "retryable": not isinstance(exc, NonRetryableError),
     }
+    args = exc.args
     try:
-        json.dumps(list(exc.args), allow_nan=False)
-        out["args"] = list(exc.args)
+        # an exception whose __init__ takes other arguments than it passes on (WaitTimeoutError,
+        # StepTimeoutError, ...) says which through __reduce__, as pickle would use them
+        reduced = exc.__reduce__()
+        if (
+            isinstance(reduced, tuple)
+            and len(reduced) >= 2
+            and reduced[0] is cls
+            and isinstance(reduced[1], tuple)
+        ):
+            args = reduced[1]
+    except Exception:
+        pass
+    try:
+        json.dumps(list(args), allow_nan=False)
+        out["args"] = list(args)
     except (TypeError, ValueError):
         pass
     return out
@@ -83,7 +97,7 @@ def decode_error(error: dict[str, Any], step: str) -> BaseException:
         for candidate in candidates:
             try:
                 return cls(*candidate)
-            except Exception:  # noqa: S112 - try the next way of building it
+            except Exception:
                 continue
     return StepError(step, type_name or "Exception", message)
 

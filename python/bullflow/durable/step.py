@@ -35,12 +35,17 @@ def _check_name(name: Any, what: str) -> str:
 
 
 def _options(name: str, retries: RetryConfig | None, timeout: Duration | None) -> StepOptions:
+    if retries is None and timeout is None:
+        return _DEFAULT_OPTIONS  # the common case, on every (replayed) step: built once
     if retries is not None and not isinstance(retries, RetryConfig):
         raise StepConfigError(f"step {name!r}: retries must be a RetryConfig, got {type(retries).__name__}")
     timeout_ms = to_ms(DEFAULT_TIMEOUT if timeout is None else timeout, f"step {name!r}: timeout")
     if timeout_ms <= 0:
         raise StepConfigError(f"step {name!r}: timeout must be more than 0")
     return StepOptions(retries or RetryConfig(), timeout_ms)
+
+
+_DEFAULT_OPTIONS = StepOptions(RetryConfig(), to_ms(DEFAULT_TIMEOUT, "the default step timeout"))
 
 
 class WorkflowStep:
@@ -99,7 +104,9 @@ class WorkflowStep:
         options = _options(name, retries, timeout)
         if fn is None:
             if join not in JOIN_POLICIES:
-                raise StepConfigError(f"step {name!r}: join must be one of {', '.join(JOIN_POLICIES)}, got {join!r}")
+                raise StepConfigError(
+                    f"step {name!r}: join must be one of {', '.join(JOIN_POLICIES)}, got {join!r}"
+                )
             for dep in depends:
                 if not isinstance(dep, StepFunction):
                     raise StepConfigError(f"step {name!r}: depends must list steps defined with @step.do")
@@ -109,7 +116,9 @@ class WorkflowStep:
 
             return define
         if depends:
-            raise StepConfigError(f"step {name!r}: depends= is for the decorator form (@step.do(name, depends=...))")
+            raise StepConfigError(
+                f"step {name!r}: depends= is for the decorator form (@step.do(name, depends=...))"
+            )
         if not callable(fn):
             raise StepConfigError(f"step {name!r}: fn must be callable, got {type(fn).__name__}")
         call = self._replay.begin("do", name, options.frozen())
@@ -141,16 +150,22 @@ class WorkflowStep:
         call = self._replay.begin("sleep", name, None)
         return self._replay.sleep(call, wake_at)
 
-    def wait_for_event(self, name: str, *, type: str, timeout: Duration = DEFAULT_WAIT_TIMEOUT) -> Awaitable[Event]:  # noqa: A002
+    def wait_for_event(
+        self, name: str, *, type: str, timeout: Duration = DEFAULT_WAIT_TIMEOUT
+    ) -> Awaitable[Event]:
         """Wait for an event of ``type`` (sent with ``WorkflowInstance.send_event``; one sent
         before the wait is buffered, not lost) and return it; after ``timeout`` (default 24
         hours) raise :class:`WaitTimeoutError`. Each event resolves exactly one waiter."""
         _check_name(name, "wait_for_event")
         if not isinstance(type, str) or not type or len(type) > 256:
-            raise StepConfigError(f"wait_for_event {name!r}: type must be a non-empty string of at most 256 characters")
+            raise StepConfigError(
+                f"wait_for_event {name!r}: type must be a non-empty string of at most 256 characters"
+            )
         timeout_ms = to_ms(timeout, f"wait_for_event {name!r}: timeout")
         if timeout_ms <= 0 or timeout_ms > MAX_SLEEP_MS:
-            raise StepConfigError(f"wait_for_event {name!r}: timeout must be more than 0 and at most 365 days")
+            raise StepConfigError(
+                f"wait_for_event {name!r}: timeout must be more than 0 and at most 365 days"
+            )
         call = self._replay.begin("wait", name, {"type": type})
         return self._replay.wait(call, type, timeout_ms)
 
@@ -241,11 +256,15 @@ class StepFunction:
         """The arguments of the step, or StepSkippedError when its join policy is not met."""
         failed = [
             d.name
-            for d, r, s in zip(self.depends, results, settled)
+            for d, r, s in zip(self.depends, results, settled, strict=False)
             if s and isinstance(r, BaseException) and not isinstance(r, StepSkippedError)
         ]
-        skipped = [d.name for d, r, s in zip(self.depends, results, settled) if s and isinstance(r, StepSkippedError)]
-        succeeded = [s and not isinstance(r, BaseException) for r, s in zip(results, settled)]
+        skipped = [
+            d.name
+            for d, r, s in zip(self.depends, results, settled, strict=False)
+            if s and isinstance(r, StepSkippedError)
+        ]
+        succeeded = [s and not isinstance(r, BaseException) for r, s in zip(results, settled, strict=False)]
         if self.join == "all_success":
             met = all(succeeded)
         elif self.join == "all_done":

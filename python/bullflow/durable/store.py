@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
-from bullmq import Queue
+from bullmq import Queue  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 
 from .. import keys
@@ -58,7 +58,9 @@ class DurableStore:
     def bullmq_connection(self) -> dict[str, Any]:
         """The ``connection`` dict for bullmq's Queue and Worker."""
         return {
-            k: v for k, v in self.redis_settings.redis_kwargs().items() if v is not None or k == "socket_timeout"
+            k: v
+            for k, v in self.redis_settings.redis_kwargs().items()
+            if v is not None or k == "socket_timeout"
         }
 
     @property
@@ -72,7 +74,9 @@ class DurableStore:
 
     def job_key(self, instance_id: str, seq: int) -> str:
         """The BullMQ job hash of an activation job."""
-        return f"{self.settings.queue_prefix}:{self.settings.queue_name}:{keys.durable_job_id(instance_id, seq)}"
+        return (
+            f"{self.settings.queue_prefix}:{self.settings.queue_name}:{keys.durable_job_id(instance_id, seq)}"
+        )
 
     async def run(self, script: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         return await self.scripts.run(script, keys_, args)
@@ -92,6 +96,18 @@ class DurableStore:
                 "removeOnFail": True,
             },
         )
+
+    async def remove_job(self, instance_id: str, seq: Any) -> None:
+        """Drop activation job ``<id>-r<seq>`` if it is still waiting (a wake-up job no longer
+        needed: its instance finished or was given an earlier one); a job running now stays."""
+        if seq is None:
+            return
+        try:
+            await self.queue.remove(keys.durable_job_id(instance_id, int(seq)))
+        except Exception:
+            logger.warning(
+                "could not remove the wake-up job of durable instance %s", instance_id, exc_info=True
+            )
 
     async def index(self, instance_id: str, at_ms: int) -> None:
         """Tell the reconciler to look at the instance after ``at_ms`` (plus its grace)."""

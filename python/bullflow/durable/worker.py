@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from bullmq import Worker
+from bullmq import Worker  # type: ignore[import-untyped]
 
 from ..exceptions import SettingsError
 from ..settings import DurableSettings, RedisSettings
@@ -46,7 +46,9 @@ class WorkflowWorkers:
     ) -> None:
         if concurrency < 1:
             raise SettingsError(f"concurrency must be at least 1, got {concurrency}")
-        self.redis_settings = connection if isinstance(connection, RedisSettings) else RedisSettings.from_url(connection)
+        self.redis_settings = (
+            connection if isinstance(connection, RedisSettings) else RedisSettings.from_url(connection)
+        )
         self.settings = settings or DurableSettings()
         self.concurrency = concurrency
         chosen = registered_workflows() if workflows is None else {workflow_name(c): c for c in workflows}
@@ -75,12 +77,21 @@ class WorkflowWorkers:
                 "maxStalledCount": settings.max_stalled_count,
             },
         )
+        # bullmq (3.x) never asks its blocking connection for the server version, so that
+        # connection keeps capabilities that round every blocking wait up to whole seconds: a
+        # delayed wake-up job (sleep, backoff, wait timeout) would start up to 1 s late
+        blocking = getattr(self.worker, "blockingRedisConnection", None)
+        if blocking is not None and getattr(blocking, "version", "") is None:
+            with contextlib.suppress(Exception):
+                await blocking.getRedisVersion()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._listen_for_cancellations()))
         if self.reconcile_interval:
             self._tasks.append(loop.create_task(self._reconcile_forever(self.reconcile_interval)))
         logger.info(
-            "durable worker on queue %r runs %s", settings.queue_name, ", ".join(sorted(self.runner.workflows)) or "nothing"
+            "durable worker on queue %r runs %s",
+            settings.queue_name,
+            ", ".join(sorted(self.runner.workflows)) or "nothing",
         )
         return self
 
@@ -92,7 +103,12 @@ class WorkflowWorkers:
             return "invalid"
         self.activations += 1
         outcome: ActivationOutcome = await self.runner.activate(instance_id)
-        logger.debug("durable instance %s: activation ended %s after %d replays", instance_id, outcome.status, outcome.replays)
+        logger.debug(
+            "durable instance %s: activation ended %s after %d replays",
+            instance_id,
+            outcome.status,
+            outcome.replays,
+        )
         return outcome.status
 
     async def _listen_for_cancellations(self) -> None:
@@ -107,7 +123,10 @@ class WorkflowWorkers:
                     data = message["data"]
                     instance_id = data.decode() if isinstance(data, bytes) else str(data)
                     if self.runner.cancel(instance_id):
-                        logger.info("durable instance %s was terminated or restarted: its replay is cancelled", instance_id)
+                        logger.info(
+                            "durable instance %s was terminated or restarted: its replay is cancelled",
+                            instance_id,
+                        )
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -16,7 +16,8 @@
     ARGV[3] the output (complete) or the error {type, name, message} (errored), JSON text
     ARGV[4] done channel (P:wf:done:{id})
   Output:
-    1 (STORED); -10 (FENCED) the caller lost the instance (nothing written).
+    {1 (STORED), the sequence of the instance's last wake-up job or false (the caller removes
+    it if it still waits)}; {-10 (FENCED)} the caller lost the instance (nothing written).
 ]]
 -- @include "durableNow"
 -- @include "durableLog"
@@ -24,14 +25,15 @@
 -- @include "durableExpire"
 
 if not durableFence(KEYS[1], KEYS[2], ARGV[1]) then
-  return -10
+  return { -10 }
 end
 local now = durableNow()
 local field = ARGV[2] == "complete" and "output" or "error"
 redis.call("HSET", KEYS[1], "status", ARGV[2], field, ARGV[3], "finished_at", now, "updated_at", now)
-redis.call("HDEL", KEYS[1], "next_wake", "scheduled_wake", "pending")
+local wakeSeq = redis.call("HGET", KEYS[1], "wake_seq")
+redis.call("HDEL", KEYS[1], "next_wake", "scheduled_wake", "pending", "wake_seq")
 redis.call("DEL", KEYS[2], KEYS[5])
 durableLog(KEYS[6], now, ARGV[2] == "complete" and "WORKFLOW_SUCCESS" or "WORKFLOW_FAILURE", "", ARGV[3])
 durableExpire(KEYS[1], { KEYS[1], KEYS[3], KEYS[4], KEYS[6] })
 redis.call("PUBLISH", ARGV[4], '{"status":"' .. ARGV[2] .. '","' .. field .. '":' .. ARGV[3] .. "}")
-return 1
+return { 1, wakeSeq }

@@ -4,7 +4,9 @@
   held) or the earliest deadline is already due, the runner keeps its lease and replays again
   (CONTINUE). A requested pause takes effect here: status "paused". Otherwise the status becomes
   "waiting" with the earliest deadline as next wake-up; when that deadline has no wake-up job yet
-  the job sequence advances and the caller enqueues job <id>-r<seq>, delayed until the deadline.
+  the job sequence advances and the caller enqueues job <id>-r<seq>, delayed until the deadline,
+  and removes the wake-up job it replaces (the instance field wake_seq keeps the sequence of the
+  latest one, for the caller that finishes the instance to remove).
   The lease is released.
 
   Input:
@@ -14,7 +16,8 @@
     ARGV[1] lease token
     ARGV[2] earliest deadline (ms since the epoch), or "" when only events are awaited
   Output:
-    {2 (CONTINUE)}; {1 (STORED), status, job sequence or false, delay ms}; {-10 (FENCED)}.
+    {2 (CONTINUE)}; {1 (STORED), status, job sequence or false, delay ms, sequence of the
+    wake-up job replaced or false}; {-10 (FENCED)}.
 ]]
 -- @include "durableNow"
 -- @include "durableLog"
@@ -31,7 +34,7 @@ if status == "waitingForPause" then
   durableLog(KEYS[3], now, "WORKFLOW_PAUSED", "", "")
   return { 1, "paused", false, 0 }
 end
-local f = redis.call("HMGET", KEYS[1], "pending", "scheduled_wake")
+local f = redis.call("HMGET", KEYS[1], "pending", "scheduled_wake", "wake_seq")
 local deadline = tonumber(ARGV[2])
 if f[1] == "1" or (deadline and deadline <= now) then
   redis.call("HSET", KEYS[1], "pending", 0)
@@ -49,5 +52,5 @@ if f[2] and tonumber(f[2]) == deadline then
   return { 1, "waiting", false, 0 }
 end
 local seq = redis.call("HINCRBY", KEYS[1], "seq", 1)
-redis.call("HSET", KEYS[1], "scheduled_wake", deadline)
-return { 1, "waiting", seq, deadline - now }
+redis.call("HSET", KEYS[1], "scheduled_wake", deadline, "wake_seq", seq)
+return { 1, "waiting", seq, deadline - now, f[3] or false }
