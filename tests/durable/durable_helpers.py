@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from bullflow import keys
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0, every: float = 0.02) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, every: float = 0.02) -> Any:
     """Poll ``check`` until it returns a truthy value (returned); fails after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -33,6 +33,10 @@ async def wait_status(instance: Any, *statuses: str, timeout: float = 5.0) -> st
         return status if status in statuses else None
 
     return str(await eventually(check, timeout))
+
+
+async def status_is(instance: Any, wanted: str) -> bool:
+    return (await instance.status()).status == wanted
 
 
 async def counter(redis: Redis, params: dict[str, Any], name: str) -> int:

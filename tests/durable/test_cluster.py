@@ -10,10 +10,9 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -30,24 +29,10 @@ from bullflow.durable import (
 )
 from bullflow.settings import DurableSettings
 
+from .durable_helpers import eventually, status_is
 from .workflows import SleepThenStep, SlowSteps, WaitThenSideEffect
 
 WORKFLOWS = [WaitThenSideEffect, SleepThenStep, SlowSteps]
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, every: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(every)
-
-
-async def status_is(instance: Any, wanted: str) -> bool:
-    return (await instance.status()).status == wanted
 
 
 def slots_of(instance_id: str, prefix: str) -> set[int]:

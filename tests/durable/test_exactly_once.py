@@ -5,9 +5,8 @@ side-effecting step runs once (a killed attempt is counted and retried exactly o
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -16,22 +15,8 @@ from redis.asyncio import Redis
 from bullflow.durable import DurableStore
 from bullflow.settings import DurableSettings, RedisSettings
 
+from .durable_helpers import counter, eventually
 from .workflows import BusyWhileWaiting, CountedSteps, RetryBesideWait, SlowSteps, WaitThenSideEffect
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, every: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(every)
-
-
-async def counter(redis: Redis, params: dict[str, Any], name: str) -> int:
-    return int(await redis.get(f"{params['counter']}:{name}") or 0)
 
 
 async def step_record(redis: Redis, store: DurableStore, instance_id: str, key: str) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -16,31 +16,13 @@ from redis.asyncio import Redis
 from bullflow.durable import InstanceStatusError, WorkflowTerminatedError
 from bullflow.scripts import ScriptCode
 
+from .durable_helpers import counter, eventually, status_is
 from .workflows import Cancellable, FlakyStep, SleepThenStep, SlowSteps, ThreeSteps, WaitThenSideEffect
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, every: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(every)
-
-
-async def counter(redis: Redis, params: dict[str, Any], name: str) -> int:
-    return int(await redis.get(f"{params['counter']}:{name}") or 0)
 
 
 async def record(redis: Redis, client: Any, instance_id: str, key: str) -> dict[str, Any] | None:
     raw = await redis.hget(client.store.keys(instance_id).steps, key)
     return orjson.loads(raw) if raw is not None else None
-
-
-async def status_is(instance: Any, wanted: str) -> bool:
-    return (await instance.status()).status == wanted
 
 
 async def test_pause_evicted_send_event_resume_completes(

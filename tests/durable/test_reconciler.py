@@ -8,8 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from redis.asyncio import Redis
 from bullflow.durable import DurableReconciler, DurableStore
 from bullflow.settings import DurableSettings, RedisSettings
 
+from .durable_helpers import counter, eventually
 from .workflows import CountedSteps, SlowSteps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,21 +36,6 @@ async def make_store(redis_server: str, durable_settings: DurableSettings) -> An
     yield make
     for store in made:
         await store.close()
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, every: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(every)
-
-
-async def counter(redis: Redis, params: dict[str, Any], name: str) -> int:
-    return int(await redis.get(f"{params['counter']}:{name}") or 0)
 
 
 async def jobs_of(store: DurableStore, instance_id: str) -> list[str]:
