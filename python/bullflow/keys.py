@@ -49,7 +49,8 @@ that touch them stay atomic on a Redis Cluster:
 * ``P:wf:cancel`` -- pub/sub channel, the id of each terminated or restarted instance;
 * ``P:wf:reconciler`` -- STRING, the reconciler's leader lease;
 * BullMQ queue ``bullflow-durable`` (prefix ``bull``), job name ``durable-run``, data
-  ``{instanceId, workflow}``, job id ``<id>-r<seq>`` (a new id for every activation it asks for).
+  ``{instanceId, workflow}``, job id ``<id>-r<seq>`` (a new id for every activation it asks for), or
+  ``<id>-n<12 hex>`` for the nudge a runner turned away by the lease adds for when it expires.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import orjson
 
+from .. import keys
 from ..exceptions import PayloadTooLargeError, StepConfigError
 from ..scripts import ScriptCode
 from .entrypoint import WorkflowEntrypoint, WorkflowEvent
@@ -86,7 +87,7 @@ class Runner:
             # the holder replays again before it lets go; should it have died, this nudge wakes
             # the instance once its lease has expired
             await store.queue.add(
-                "durable-run",
+                keys.DURABLE_RUN_JOB,
                 {"instanceId": instance_id},
                 {
                     "jobId": f"{instance_id}-n{uuid.uuid4().hex[:12]}",
