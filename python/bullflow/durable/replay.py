@@ -280,13 +280,18 @@ class Replay:
     async def commit(
         self, op: str, key: str, record: str, log_event: str, detail: str = "", arg7: str = "", arg8: str = ""
     ) -> tuple[int, dict[str, Any] | None]:
-        """Run ``commitStep``; returns (code, the record written or found)."""
+        """Run ``commitStep``; returns (code, the record written or found). A commit in flight
+        counts as work: the replay does not suspend (and give up its lease) under it."""
         k = self.keys
-        reply = await self.store.run(
-            "commitStep",
-            [k.instance, k.lease, k.steps, k.events, k.waiters, k.log],
-            [self.token, op, key, record, log_event, detail, arg7, arg8],
-        )
+        self._begin_work()
+        try:
+            reply = await self.store.run(
+                "commitStep",
+                [k.instance, k.lease, k.steps, k.events, k.waiters, k.log],
+                [self.token, op, key, record, log_event, detail, arg7, arg8],
+            )
+        finally:
+            self._end_work()
         code = int(reply[0])
         if code == ScriptCode.FENCED:
             self.fenced = True
@@ -558,7 +563,7 @@ class Replay:
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_forget_task(self.tasks))
         return task
 
     async def quiesce(self) -> None:
@@ -569,11 +574,21 @@ class Replay:
         leftovers = [t for t in self.tasks if not t.done()]
         for task in leftovers:
             task.cancel()
-        for task in list(self.tasks):
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: no "never retrieved" noise for Suspend
         if leftovers:
             await asyncio.gather(*leftovers, return_exceptions=True)
+
+
+def _forget_task(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    """Done callback of a spawned step task: drop it from the replay's set, and mark its
+    exception retrieved (a Suspend or an error its dependents already saw), so that asyncio does
+    not log it as never retrieved."""
+
+    def forget(task: asyncio.Task[Any]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    return forget
 
 
 async def _call_in_thread(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
