@@ -42,6 +42,7 @@ from .coordination import CoordinationStore, NodeCommit, RedisCoordinationStore,
 from .exceptions import BullflowError, CodecError, NodeError
 from .execution import _lookup, _node_definition, _Outcome, _Run, split_dynamic_nodes
 from .nodes import NodeImplementation, NodeResult
+from .pubsub import listen_for_ids
 from .redis_context import RedisContext, evaluate_lazily
 from .runtime import FlowRuntime
 from .scripts import ScriptCode, load_scripts
@@ -340,29 +341,11 @@ class BullMQAdapter:
     # ------------------------------------------------------------------------- cancellation
     async def _listen_for_cancellations(self) -> None:
         assert self.redis is not None
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(keys.CANCEL_CHANNEL)
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    run_id = (
-                        message["data"].decode()
-                        if isinstance(message["data"], bytes)
-                        else str(message["data"])
-                    )
-                    for signal in list(self._signals.get(run_id, ())):
-                        signal.cancel("cancelled")
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                raise
-            except Exception:
-                logger.warning("cancel listener lost its connection; reconnecting", exc_info=True)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await asyncio.sleep(1)
+        await listen_for_ids(self.redis, keys.CANCEL_CHANNEL, self._cancel_run)
+
+    def _cancel_run(self, run_id: str) -> None:
+        for signal in list(self._signals.get(run_id, ())):
+            signal.cancel("cancelled")
 
     # ------------------------------------------------------------------------------ processing
     async def _process(self, job: Any, token: str) -> None:

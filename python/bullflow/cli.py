@@ -62,25 +62,31 @@ class InputError(Exception):
 
 
 # ---------------------------------------------------------------------------------- loading
+def _import_module(module_name: str, where: str) -> Any:
+    """Import ``module_name`` with the current directory on ``sys.path``; an InputError that
+    starts with ``where`` when that fails."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is not None and (module_name == err.name or module_name.startswith(err.name + ".")):
+            raise InputError(f"{where}: module {module_name!r} not found") from None
+        raise InputError(f"{where}: importing module {module_name!r} failed: {err}") from None
+    except Exception as err:
+        raise InputError(
+            f"{where}: importing module {module_name!r} failed: {type(err).__name__}: {err}"
+        ) from None
+
+
 def load_target(spec: str, what: str = "TARGET") -> Any:
     """The object ``module:attribute`` names (``attribute`` may be dotted), importing ``module``
     with the current directory on ``sys.path``."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise InputError(f"{what} {spec!r} must be 'module:attribute' (e.g. examples.llm_nodes:REGISTRY)")
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name is not None and (module_name == err.name or module_name.startswith(err.name + ".")):
-            raise InputError(f"{what} {spec!r}: module {module_name!r} not found") from None
-        raise InputError(f"{what} {spec!r}: importing module {module_name!r} failed: {err}") from None
-    except Exception as err:
-        raise InputError(
-            f"{what} {spec!r}: importing module {module_name!r} failed: {type(err).__name__}: {err}"
-        ) from None
+    module = _import_module(module_name, f"{what} {spec!r}")
     value: Any = module
     for part in attribute.split("."):
         try:
@@ -293,20 +299,6 @@ def _hard_exit(code: int) -> NoReturn:
 
 
 # --------------------------------------------------------------------------- durable worker
-def _import_module(name: str, what: str) -> Any:
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name is not None and (name == err.name or name.startswith(err.name + ".")):
-            raise InputError(f"{what} {name!r}: module not found") from None
-        raise InputError(f"{what} {name!r}: importing it failed: {err}") from None
-    except Exception as err:
-        raise InputError(f"{what} {name!r}: importing it failed: {type(err).__name__}: {err}") from None
-
-
 def _durable_settings(args: argparse.Namespace) -> Any:
     from .settings import DurableSettings
 

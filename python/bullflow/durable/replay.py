@@ -79,15 +79,16 @@ class RetryConfig:
 
 @dataclass(frozen=True, slots=True)
 class StepOptions:
-    """The validated configuration of one ``step.do``."""
+    """The validated configuration of one ``step.do``; ``config`` is its JSON form, stored with
+    the step at its first attempt (replays use it) and hashed into every call's record check."""
 
     retries: RetryConfig
     timeout_ms: int
+    config: dict[str, Any] = field(init=False, compare=False, hash=False)
 
-    def frozen(self) -> dict[str, Any]:
-        """The JSON form stored with the step at its first attempt (replays use it)."""
+    def __post_init__(self) -> None:
         delay = self.retries.delay
-        return {
+        config = {
             "retries": {
                 "limit": self.retries.limit,
                 "delay": "callable" if callable(delay) else to_ms(delay, "retries.delay"),
@@ -95,6 +96,7 @@ class StepOptions:
             },
             "timeout": self.timeout_ms,
         }
+        object.__setattr__(self, "config", config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +336,7 @@ class Replay:
                 raise decode_error(rec["e"], call.name)
             if not call.nested and (self.suspending or self.pausing):
                 raise self.halt(rec)
-            frozen = rec["cfg"] if rec is not None else options.frozen()
+            frozen = rec["cfg"] if rec is not None else options.config
             attempts = int(rec.get("a", 0)) if rec is not None else 0
             if rec is not None and rec.get("r") == 1:
                 lost = InternalAttemptError(

@@ -17,7 +17,6 @@ from typing import Any, cast
 
 import orjson
 
-from .. import keys
 from ..exceptions import PayloadTooLargeError, StepConfigError
 from ..scripts import ScriptCode
 from .entrypoint import WorkflowEntrypoint, WorkflowEvent
@@ -86,16 +85,13 @@ class Runner:
         if code == ScriptCode.LEASE_HELD:
             # the holder replays again before it lets go; should it have died, this nudge wakes
             # the instance once its lease has expired
-            await store.queue.add(
-                keys.DURABLE_RUN_JOB,
-                {"instanceId": instance_id},
-                {
-                    "jobId": f"{instance_id}-n{uuid.uuid4().hex[:12]}",
-                    "delay": int(reply[1]) + 50,
-                    "priority": Priority.WAKE,
-                    "removeOnComplete": True,
-                    "removeOnFail": True,
-                },
+            await store.enqueue(
+                instance_id,
+                "",
+                None,
+                delay_ms=int(reply[1]) + 50,
+                priority=Priority.WAKE,
+                job_id=f"{instance_id}-n{uuid.uuid4().hex[:12]}",
             )
             return ActivationOutcome("busy")
         if code == ScriptCode.NOTHING_DUE:

@@ -121,7 +121,7 @@ class WorkflowStep:
             )
         if not callable(fn):
             raise StepConfigError(f"step {name!r}: fn must be callable, got {type(fn).__name__}")
-        call = self._replay.begin("do", name, options.frozen())
+        call = self._replay.begin("do", name, options.config)
         return self._replay.do(call, fn, options, ())
 
     def sleep(self, name: str, duration: Duration) -> Awaitable[None]:
@@ -209,10 +209,10 @@ class StepFunction:
         if self._task is None:
             if self.concurrent:
                 deps = [dep() for dep in self.depends]
-                call = self._replay.begin("do", self.name, self.options.frozen())
+                call = self._replay.begin("do", self.name, self.options.config)
                 self._task = self._replay.spawn(self._run_concurrent(call, deps))
             else:
-                call = self._replay.begin("do", self.name, self.options.frozen())
+                call = self._replay.begin("do", self.name, self.options.config)
                 self._task = self._replay.spawn(self._run_sequential(call))
         return self._task
 

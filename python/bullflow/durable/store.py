@@ -82,20 +82,35 @@ class DurableStore:
         return await self.scripts.run(script, keys_, args)
 
     async def enqueue(
-        self, instance_id: str, workflow: str, seq: int, *, delay_ms: int = 0, priority: int = Priority.RESUME
+        self,
+        instance_id: str,
+        workflow: str,
+        seq: int | None,
+        *,
+        delay_ms: int = 0,
+        priority: int = Priority.RESUME,
+        job_id: str | None = None,
     ) -> None:
-        """Add activation job ``<id>-r<seq>`` (once: bullmq ignores an id it has)."""
+        """Add activation job ``<id>-r<seq>`` (once: bullmq ignores an id it has), or the job
+        ``job_id`` when given."""
         await self.queue.add(
             keys.DURABLE_RUN_JOB,
             {"instanceId": instance_id, "workflow": workflow},
             {
-                "jobId": keys.durable_job_id(instance_id, seq),
+                "jobId": job_id or keys.durable_job_id(instance_id, int(seq or 0)),
                 "delay": max(0, int(delay_ms)),
                 "priority": priority,
                 "removeOnComplete": True,
                 "removeOnFail": True,
             },
         )
+
+    async def index(self, instance_id: str, at_ms: int) -> None:
+        """Tell the reconciler to look at the instance after ``at_ms`` (plus its grace)."""
+        await cast("Any", self.redis.zadd(self.active_key, {instance_id: at_ms}))
+
+    async def unindex(self, instance_id: str) -> None:
+        await cast("Any", self.redis.zrem(self.active_key, instance_id))
 
     async def remove_job(self, instance_id: str, seq: Any) -> None:
         """Drop activation job ``<id>-r<seq>`` if it is still waiting (a wake-up job no longer
@@ -108,13 +123,6 @@ class DurableStore:
             logger.warning(
                 "could not remove the wake-up job of durable instance %s", instance_id, exc_info=True
             )
-
-    async def index(self, instance_id: str, at_ms: int) -> None:
-        """Tell the reconciler to look at the instance after ``at_ms`` (plus its grace)."""
-        await cast("Any", self.redis.zadd(self.active_key, {instance_id: at_ms}))
-
-    async def unindex(self, instance_id: str) -> None:
-        await cast("Any", self.redis.zrem(self.active_key, instance_id))
 
     async def close(self) -> None:
         if self._queue is not None:

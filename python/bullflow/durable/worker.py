@@ -13,6 +13,7 @@ from typing import Any
 from bullmq import Worker  # type: ignore[import-untyped]
 
 from ..exceptions import SettingsError
+from ..pubsub import listen_for_ids
 from ..settings import DurableSettings, RedisSettings
 from .entrypoint import WorkflowEntrypoint, registered_workflows, workflow_name
 from .reconciler import DurableReconciler
@@ -112,30 +113,13 @@ class WorkflowWorkers:
         return outcome.status
 
     async def _listen_for_cancellations(self) -> None:
-        channel = self.store.cancel_channel
-        while True:
-            pubsub = self.store.redis.pubsub()
-            try:
-                await pubsub.subscribe(channel)
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    data = message["data"]
-                    instance_id = data.decode() if isinstance(data, bytes) else str(data)
-                    if self.runner.cancel(instance_id):
-                        logger.info(
-                            "durable instance %s was terminated or restarted: its replay is cancelled",
-                            instance_id,
-                        )
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                raise
-            except Exception:
-                logger.warning("durable cancel listener lost its connection; reconnecting", exc_info=True)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await asyncio.sleep(1)
+        await listen_for_ids(self.store.redis, self.store.cancel_channel, self._cancel_instance)
+
+    def _cancel_instance(self, instance_id: str) -> None:
+        if self.runner.cancel(instance_id):
+            logger.info(
+                "durable instance %s was terminated or restarted: its replay is cancelled", instance_id
+            )
 
     async def _reconcile_forever(self, interval: float) -> None:
         while True:
@@ -174,23 +158,9 @@ async def create_workflow_workers(
     connection: str | RedisSettings = "redis://127.0.0.1:6379/0",
     ctx: Any = None,
     env: Any = None,
-    *,
-    concurrency: int = 10,
-    workflows: Iterable[type[WorkflowEntrypoint]] | None = None,
-    settings: DurableSettings | None = None,
-    serializer: Serializer | None = None,
-    reconcile_interval: float | None = 30.0,
+    **options: Any,
 ) -> WorkflowWorkers:
-    """Start durable workers in this process (see :class:`WorkflowWorkers`); close them with
-    ``await workers.close()``."""
-    workers = WorkflowWorkers(
-        connection,
-        ctx,
-        env,
-        concurrency=concurrency,
-        workflows=workflows,
-        settings=settings,
-        serializer=serializer,
-        reconcile_interval=reconcile_interval,
-    )
-    return await workers.start()
+    """Start durable workers in this process; ``options`` are those of :class:`WorkflowWorkers`
+    (``concurrency``, ``workflows``, ``settings``, ``serializer``, ``reconcile_interval``). Close
+    them with ``await workers.close()``."""
+    return await WorkflowWorkers(connection, ctx, env, **options).start()
