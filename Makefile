@@ -12,7 +12,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 RUST_SOURCES := Cargo.toml Cargo.lock $(shell find rust_core -name '*.rs' 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: help demo demo-inprocess test test-python test-rust bench loadtest soak lint wheel wheel-smoke redis toolchain deps build clean node-deps
+.PHONY: browser help demo demo-inprocess test test-python test-rust bench loadtest loadtest-http soak lint wheel wheel-smoke redis toolchain deps build clean node-deps
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ demo: build redis ## 1,000 content-moderation runs on 2 worker processes (own re
 demo-inprocess: build ## The content-moderation example once, in-process (no Redis), printing its final output
 	$(PY) -m examples.content_moderation
 
-test: build redis node-deps ## Install everything needed, then run pytest (slow-marked too), cargo test and the wheel smoke test
+test: build redis node-deps browser ## Install everything needed, then run pytest (slow-marked too), cargo test and the wheel smoke test
 	$(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 	cd $(CURDIR) && cargo test --quiet --no-default-features
 	$(MAKE) --no-print-directory wheel-smoke
@@ -41,6 +41,9 @@ bench: build redis ## Benchmarks with timing on; prints a comparison table
 
 loadtest: build redis ## Locust, headless: workflow runs on 2 worker processes (own redis-server) for 60 s; prints runs/s, failures, p50/p95/p99
 	$(PY) -m loadtest.run $(LOADTEST_ARGS)
+
+loadtest-http: build redis ## Locust, headless, through the HTTP API (own redis-server, 2 workers, bullflow serve) for 60 s; prints requests/s, failures, p50/p95/p99, lost runs
+	$(PY) -m loadtest.http_run $(LOADTEST_ARGS)
 
 soak: build redis ## Long-running tests (fuzzing, soaks) marked slow
 	$(PY) -m pytest -m slow --timeout=1800 $(PYTEST_ARGS)
@@ -66,6 +69,12 @@ redis: ## Install redis-server when it is not on PATH (apt-get)
 		echo "installing redis-server"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+browser: ## Install Debian's chromium when it is not on PATH (apt-get; the dashboard's browser tests drive it)
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 toolchain: ## Make sure cargo is available (Debian's packages when rustup's is absent)
 	@command -v cargo >/dev/null || [ -x $(HOME)/.cargo/bin/cargo ] || { \

@@ -27,6 +27,11 @@ async def main() -> None:
     from bullflow.scripts import load_scripts
 
     assert "storeGraph" in load_scripts(), "the wheel must carry bullflow/lua/"
+    from importlib.resources import files
+
+    static = files("bullflow") / "api" / "static"
+    for name in ("index.html", "app.js", "dag.js", "style.css"):
+        assert (static / name).is_file(), f"the wheel must carry bullflow/api/static/{name}"
     print(f"wheel smoke ok: bullflow {bullflow.__version__}, core {bullflow.CORE_IMPL}")
 
 

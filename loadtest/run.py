@@ -16,9 +16,7 @@ is above ``--max-failure-ratio`` (0.1 %), nothing was run, or locust or a worker
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -31,103 +29,41 @@ from typing import Any
 from examples.distributed_demo import start_redis, stop
 
 from .blueprints import BLUEPRINTS
+from .common_run import (
+    CONF,
+    HERE,
+    ROOT,
+    float_of,
+    locust_flags,
+    out,
+    prepare_csv_prefix,
+    read_failures,
+    read_stats,
+    run_locust,
+    start_workers,
+    stop_workers,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-HERE = Path(__file__).resolve().parent
-CONF = HERE / "locust.conf"
 SCENARIO = HERE / "workflows.py"
 STEP_SHAPE = HERE / "step_shape.py"
 
 
-def out(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def start_workers(
-    redis_url: str, queue: str, count: int, concurrency: int, workdir: Path
-) -> list[subprocess.Popen[str]]:
-    blueprint_file = workdir / "blueprints.json"
-    blueprint_file.write_text(json.dumps(BLUEPRINTS))
-    procs: list[subprocess.Popen[str]] = []
-    for i in range(count):
-        with (workdir / f"worker-{i}.log").open("w") as log:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        *(sys.executable, "-m", "tests.integration.worker_main"),
-                        *("--redis-url", redis_url, "--queue", queue),
-                        *("--blueprints", str(blueprint_file), "--concurrency", str(concurrency)),
-                    ],
-                    cwd=ROOT,
-                    env=_env(),
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                    text=True,
-                    start_new_session=True,  # Ctrl-C reaches only this script, which stops them
-                )
-            )
-    for i, proc in enumerate(procs):
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            log_text = (workdir / f"worker-{i}.log").read_text()
-            raise RuntimeError(f"worker {proc.pid} did not start:\n{log_text}")
-    return procs
-
-
-def _env() -> dict[str, str]:
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
-
-
 def locust_command(args: argparse.Namespace, redis_url: str, queue: str, csv_prefix: Path) -> list[str]:
     files = f"{SCENARIO},{STEP_SHAPE}" if args.step else str(SCENARIO)
-    command = [
+    return [
         *(sys.executable, "-m", "locust", "--config", str(CONF), "-f", files),
         *("--host", redis_url, "--bullflow-queue", queue, "--csv", str(csv_prefix)),
+        *locust_flags(args, ("run_time", "users", "spawn_rate", "run_timeout")),
     ]
-    for flag, value in (
-        ("--run-time", args.run_time),
-        ("--users", args.users),
-        ("--spawn-rate", args.spawn_rate),
-        ("--run-timeout", args.run_timeout),
-    ):
-        if value is not None:
-            command += [flag, str(value)]
-    return command
-
-
-def run_locust(command: list[str]) -> int:
-    proc = subprocess.Popen(command, cwd=ROOT, env=_env(), start_new_session=True)
-    try:
-        return proc.wait()
-    except BaseException:
-        # Ctrl-C or SIGTERM here: locust stops its users and writes its stats, like on its own Ctrl-C.
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        raise
-
-
-def _float(row: dict[str, str], column: str) -> float:
-    try:
-        return float(row[column])
-    except (KeyError, ValueError):
-        return float("nan")
 
 
 def summarize(csv_prefix: Path, max_failure_ratio: float) -> list[str]:
     """Print the run events' figures; returns what is wrong with them."""
-    stats_file = Path(f"{csv_prefix}_stats.csv")
     runs_file = Path(f"{csv_prefix}_runs.json")
     problems: list[str] = []
-    if not stats_file.exists():
-        return [f"locust wrote no stats ({stats_file} is missing)"]
-    with stats_file.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_stats(csv_prefix)
+    if rows is None:
+        return [f"locust wrote no stats ({csv_prefix}_stats.csv is missing)"]
     shapes = [row for row in rows if row["Type"] == "run"]
     total_row = next((row for row in rows if row["Name"] == "Aggregated"), None)
     counts: dict[str, Any] = json.loads(runs_file.read_text()) if runs_file.exists() else {}
@@ -139,21 +75,21 @@ def summarize(csv_prefix: Path, max_failure_ratio: float) -> list[str]:
         name = "all" if row is total_row else row["Name"]
         out(
             f"{name:<12}{int(row['Request Count']):>9,}{int(row['Failure Count']):>8,}"
-            f"{_float(row, 'Requests/s'):>9.1f}{_float(row, '50%'):>8.0f}"
-            f"{_float(row, '95%'):>8.0f}{_float(row, '99%'):>8.0f}"
+            f"{float_of(row, 'Requests/s'):>9.1f}{float_of(row, '50%'):>8.0f}"
+            f"{float_of(row, '95%'):>8.0f}{float_of(row, '99%'):>8.0f}"
         )
     requests = sum(int(row["Request Count"]) for row in shapes)
     failures = sum(int(row["Failure Count"]) for row in shapes)
     ratio = failures / requests if requests else 0.0
-    rps = _float(total_row, "Requests/s") if total_row is not None else 0.0
+    rps = float_of(total_row, "Requests/s") if total_row is not None else 0.0
     lost = int(counts.get("lost", 0))
     out()
     out(f"requests/s: {rps:.1f}")
     out(f"failure ratio: {ratio:.4%} ({failures:,} of {requests:,} runs)")
     if total_row is not None:
         out(
-            f"latency: p50 {_float(total_row, '50%'):.0f} ms, p95 {_float(total_row, '95%'):.0f} ms, "
-            f"p99 {_float(total_row, '99%'):.0f} ms"
+            f"latency: p50 {float_of(total_row, '50%'):.0f} ms, p95 {float_of(total_row, '95%'):.0f} ms, "
+            f"p99 {float_of(total_row, '99%'):.0f} ms"
         )
     out(f"lost runs: {lost}" + ("" if counts else " (locust wrote no run counts)"))
     if not counts:
@@ -164,11 +100,9 @@ def summarize(csv_prefix: Path, max_failure_ratio: float) -> list[str]:
         problems.append("no run finished")
     if ratio > max_failure_ratio:
         problems.append(f"failure ratio {ratio:.4%} is above {max_failure_ratio:.4%}")
-    failures_file = Path(f"{csv_prefix}_failures.csv")
-    if failures and failures_file.exists():
-        with failures_file.open(newline="") as handle:
-            for row in list(csv.DictReader(handle))[:5]:
-                out(f"  {row['Occurrences']} x {row['Name']}: {row['Error']}")
+    if failures:
+        for row in read_failures(csv_prefix):
+            out(f"  {row['Occurrences']} x {row['Name']}: {row['Error']}")
     return problems
 
 
@@ -186,12 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    csv_prefix: Path = args.csv_prefix.resolve()
-    csv_prefix.parent.mkdir(parents=True, exist_ok=True)
-    if csv_prefix.parent == ROOT / ".loadtest":
-        (csv_prefix.parent / ".gitignore").write_text("*\n")
-    for stale in csv_prefix.parent.glob(f"{csv_prefix.name}_*"):
-        stale.unlink()
+    csv_prefix = prepare_csv_prefix(args.csv_prefix)
     workdir = Path(tempfile.mkdtemp(prefix="bullflow-loadtest-"))
     queue = f"loadtest-{uuid.uuid4().hex[:8]}"
     redis_proc: subprocess.Popen[bytes] | None = None
@@ -199,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     locust_code: int | None = None
     try:
         redis_proc, redis_url = start_redis(workdir)
-        workers = start_workers(redis_url, queue, args.workers, args.concurrency, workdir)
+        workers = start_workers(redis_url, queue, args.workers, args.concurrency, workdir, BLUEPRINTS)
         out(
             f"redis-server on {redis_url}; {args.workers} workers on queue {queue} "
             f"(concurrency {args.concurrency} each); locust for {args.run_time}"
@@ -209,17 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
     finally:
-        stop(workers)  # type: ignore[arg-type]
-        worker_codes = [w.returncode for w in workers]
-        for w in workers:
-            if w.stdout is not None:
-                w.stdout.close()
+        worker_codes = stop_workers(workers, workdir)
         if redis_proc is not None:
             stop([redis_proc], timeout=5)
-        for i, code in enumerate(worker_codes):
-            if code != 0:
-                tail = "".join((workdir / f"worker-{i}.log").read_text().splitlines(keepends=True)[-10:])
-                sys.stderr.write(f"worker {i} exited with {code}:\n{tail}\n")
         shutil.rmtree(workdir, ignore_errors=True)
     if locust_code is None:
         return 1

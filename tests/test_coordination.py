@@ -847,7 +847,7 @@ async def dump(redis: Redis, run: str, queue: str) -> dict[str, Any]:
         elif kind == "stream":
             value = [fields for _, fields in await redis.xrange(name)]
             for fields in value:
-                if fields[b"event"] == b"delayed":
+                if fields.get(b"event") == b"delayed":
                     fields[b"delay"] = int(fields[b"delay"]) - await job_time(fields[b"jobId"])
         else:
             value = await redis.get(name)

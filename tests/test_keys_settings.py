@@ -104,3 +104,26 @@ def test_bad_durable_settings(options: dict[str, object], problem: str) -> None:
 
     with pytest.raises(SettingsError, match=problem):
         DurableSettings(**options)  # type: ignore[arg-type]
+
+
+def test_run_tracking_keys_are_the_ones_the_scripts_write() -> None:
+    """The scripts build the run log, run index and metrics keys themselves: the names and the
+    latency bounds in the Lua includes are the ones keys.py and bullflow.tracking document."""
+    from pathlib import Path
+
+    from bullflow import python_coordination, tracking
+
+    lua = Path(keys.__file__).parent / "lua"
+    assert keys.run_log_key("r1") == "bullflow:runlog:r1"
+    assert keys.metrics_minute_key(60000) == "bullflow:metrics:m:60000"
+    log_run = (lua / "includes" / "logRun.lua").read_text()
+    assert f'"{keys.RUN_LOG_PREFIX}" .. run.id' in log_run
+    assert f'"{keys.RUN_LOG_PREFIX}" .. run.id' in (lua / "includes" / "publishStatus.lua").read_text()
+    assert f'"{keys.RUN_INDEX_KEY}"' in (lua / "startRun-11.lua").read_text()
+    track = (lua / "includes" / "trackNode.lua").read_text()
+    assert f'"{keys.METRICS_KEY}"' in track and f'"{keys.METRICS_MINUTE_PREFIX}"' in track
+    latency = (lua / "includes" / "countLatency.lua").read_text()
+    assert f'"{keys.METRICS_KEY}"' in latency
+    bounds = latency.split("ipairs({", 1)[1].split("})", 1)[0]
+    assert tuple(int(b) for b in bounds.split(",")) == tracking.LATENCY_BUCKETS_MS
+    assert python_coordination._LATENCY_BUCKETS_MS == tracking.LATENCY_BUCKETS_MS

@@ -17,6 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -41,6 +42,7 @@ from .compile import CompiledBlueprint, CompiledNode, dynamic_node
 from .coordination import CoordinationStore, NodeCommit, RedisCoordinationStore, RunOptions
 from .exceptions import BullflowError, CodecError, NodeError
 from .execution import _lookup, _node_definition, _Outcome, _Run, split_dynamic_nodes
+from .fleet import DEFAULT_HEARTBEAT_INTERVAL, WorkerHeartbeat
 from .nodes import NodeImplementation, NodeResult
 from .pubsub import listen_for_ids
 from .redis_context import RedisContext, evaluate_lazily
@@ -164,7 +166,9 @@ class BullMQAdapter:
     ``"fast"`` (default: a job's commit and ``finishJob`` -- complete the job, take the next one,
     read what its node needs -- in one round trip), ``"chained"`` (the commit pipelined with
     bullmq's own ``moveToFinished`` that fetches the next job) or ``"bullmq"`` (the stock
-    ``bullmq.Worker`` loop: commit, then bullmq's finish and fetch calls).
+    ``bullmq.Worker`` loop: commit, then bullmq's finish and fetch calls);
+    ``heartbeat_interval`` is the seconds between the heartbeats that list this worker as live
+    (:mod:`bullflow.fleet`; None: no heartbeats).
     """
 
     def __init__(
@@ -184,6 +188,7 @@ class BullMQAdapter:
         max_stalled_count: int = 1,
         worker_name: str | None = None,
         worker_loop: str = "fast",
+        heartbeat_interval: float | None = DEFAULT_HEARTBEAT_INTERVAL,
     ) -> None:
         self.settings = (
             connection if isinstance(connection, RedisSettings) else RedisSettings.from_url(connection)
@@ -235,11 +240,14 @@ class BullMQAdapter:
         self._compiled_by_hash: dict[str, CompiledBlueprint] = {}
         self._compiled_by_id: dict[str, tuple[Blueprint, CompiledBlueprint]] = {}
         self._learned: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._refusals: dict[str, str | None] = {}
         self._signals: dict[str, set[CancellationSignal]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event() if _has_loop() else None
         self.jobs_processed = 0
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat: WorkerHeartbeat | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -264,6 +272,17 @@ class BullMQAdapter:
             self.worker = Worker(self.queue_name, self._process, opts)
         self._run_task = loop.create_task(self._run_worker())
         self._listener = loop.create_task(self._listen_for_cancellations())
+        if self.heartbeat_interval:
+            self.heartbeat = WorkerHeartbeat(
+                self.redis,
+                kind="flow",
+                queue=self.queue_name,
+                concurrency=self.concurrency,
+                uses=lambda: self.runtime.registry,
+                processed=lambda: self.jobs_processed,
+                interval=self.heartbeat_interval,
+            )
+            self.heartbeat.start()
         logger.info("worker listening for jobs on queue %r", self.queue_name)
 
     async def _run_worker(self) -> None:
@@ -299,6 +318,8 @@ class BullMQAdapter:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
         if self.redis is not None:
             await self.redis.aclose()
         if self._closed is not None:
@@ -337,6 +358,26 @@ class BullMQAdapter:
             raise BullflowError(f"stored blueprint {graph_hash[:12]} does not match its content hash")
         self._compiled_by_hash[graph_hash] = compiled
         return compiled
+
+    def implemented_uses(self) -> list[str]:
+        """The ``uses`` keys this worker implements (built-ins included), sorted."""
+        return sorted(self.runtime.registry)
+
+    def refusal(self, compiled: CompiledBlueprint) -> str | None:
+        """Why this worker refuses runs of ``compiled``: the nodes whose ``uses`` it does not
+        implement (None when it implements them all)."""
+        key = compiled.content_hash
+        if key not in self._refusals:
+            registry = self.runtime.registry
+            missing = [(n.id, n.definition.uses) for n in compiled.nodes if n.definition.uses not in registry]
+            self._refusals[key] = (
+                None
+                if not missing
+                else f"Blueprint '{compiled.id}' uses "
+                + ", ".join(f"'{uses}' (node '{node_id}')" for node_id, uses in missing)
+                + ", which this worker does not implement; the run is refused"
+            )
+        return self._refusals[key]
 
     # ------------------------------------------------------------------------- cancellation
     async def _listen_for_cancellations(self) -> None:
@@ -437,6 +478,13 @@ class BullMQAdapter:
                 job.id,
             )
             return None
+        refusal = self.refusal(compiled)
+        if refusal is not None:
+            # A blueprint this worker cannot run in full is refused before any of it runs here.
+            await store.fail_node(
+                run_id, compiled.content_hash, index, iteration, refusal, attempt=1, started_at=_started_ms()
+            )
+            raise UnrecoverableError(refusal)
 
         view: RedisContext = reply["view"]
         if reply["d"] is not None:
@@ -453,6 +501,7 @@ class BullMQAdapter:
         limit = int(attempts) if isinstance(attempts, int) and attempts > 0 else None
         last = limit is None or attempts_made + 1 >= limit
         graph = compiled.content_hash
+        task = _TaskFacts(attempts_made + 1, _started_ms())
 
         try:
             if reply["rs"] is not None:
@@ -483,11 +532,13 @@ class BullMQAdapter:
                         if not signals:
                             del self._signals[run_id]
             commit = await self._commit_for(
-                run_id, compiled, nodes, node, iteration, view, outcome, last, reply["ff"]
+                run_id, compiled, nodes, node, iteration, view, outcome, last, reply["ff"], task
             )
         except CodecError as err:
             message = f"Node '{node.id}': {err}"
-            await store.fail_node(run_id, graph, index, iteration, message)
+            await store.fail_node(
+                run_id, graph, index, iteration, message, attempt=task.attempt, started_at=task.started_at
+            )
             raise UnrecoverableError(message) from err
         if commit is None:
             return None
@@ -507,6 +558,7 @@ class BullMQAdapter:
         outcome: _Outcome,
         last: bool,
         origin: int | None,
+        task: _TaskFacts,
     ) -> NodeCommit | BaseException | None:
         """The commit for an execution's outcome; an exception to raise (a retry); or None
         (nothing to commit: the node failed for good and failNode ran, or it was cancelled)."""
@@ -522,18 +574,45 @@ class BullMQAdapter:
             if not last and not error.is_fatal:
                 return cast("BaseException", error)  # the queue retries it (with the node's backoff)
             if kind == "failed":
-                await store.fail_node(run_id, graph, node.index, iteration, str(error))
+                await store.fail_node(
+                    run_id,
+                    graph,
+                    node.index,
+                    iteration,
+                    str(error),
+                    attempt=task.attempt,
+                    started_at=task.started_at,
+                    detail=_error_detail(error),
+                )
                 logger.info("run %s: node %r failed: %s", run_id, node.id, error.cause or error)
                 return cast("BaseException", UnrecoverableError(str(error)))
             writes: list[tuple[str, str | None]] = [("_outputs." + node.id, "null"), (node.id, "null")]
-            return NodeCommit(run_id, graph, node.index, iteration, mode="fallback", writes=writes)
+            return NodeCommit(
+                run_id,
+                graph,
+                node.index,
+                iteration,
+                mode="fallback",
+                writes=writes,
+                attempt=task.attempt,
+                started_at=task.started_at,
+                error=_error_detail(error),
+            )
 
         result = outcome.result
         assert result is not None
         output = result.output
         await view.set("_outputs." + node.id, output)
         await view.set(node.id, output)
-        commit = NodeCommit(run_id, graph, node.index, iteration, writes=self._encoded_writes(node, view))
+        commit = NodeCommit(
+            run_id,
+            graph,
+            node.index,
+            iteration,
+            writes=self._encoded_writes(node, view),
+            attempt=task.attempt,
+            started_at=task.started_at,
+        )
         if outcome.awaiting is not None:
             details = outcome.awaiting
             if details.get("reason") == "timer" and isinstance(details.get("wakeUpAt"), str):
@@ -751,15 +830,20 @@ class BullMQAdapter:
         pipe.evalsha(sha, num_keys, *keys_, *args)
         replies = await pipe.execute(raise_on_error=False)
         committed, finished = (replies[0], replies[1]) if commit is not None else (None, replies[0])
+        if isinstance(finished, Exception) and not isinstance(finished, NoScriptError):
+            raise finished
+        if commit is not None and isinstance(committed, NoScriptError):
+            # The commit goes first, as in the pipeline: a second script that already ran took
+            # no next job for it, so it must wake a waiting worker (no ``fetching``).
+            if not isinstance(finished, NoScriptError):
+                commit.fetching = False
+            await store.complete_node(commit)
+            committed = None
         if isinstance(finished, NoScriptError):
             await cast("Any", client.script_load(source))
             finished = await cast("Any", client.evalsha(sha, num_keys, *keys_, *args))
-        elif isinstance(finished, Exception):
-            raise finished
         if commit is not None:
-            if isinstance(committed, NoScriptError):
-                await store.complete_node(commit)
-            elif isinstance(committed, Exception):
+            if isinstance(committed, Exception):
                 logger.error(
                     "run %s: committing node %d failed: %s; the reconciler will run it again",
                     commit.run_id,
@@ -880,8 +964,38 @@ class BullMQAdapter:
             "Any", redis.set(keys.status_key(run_id), text, nx=True, ex=ttl if ttl > 0 else None)
         )
         if written:
-            await cast("Any", redis.publish(keys.status_channel(run_id), text))
+            # Listed and logged like any run (bullflow.tracking), and expiring with its status.
+            pipe = redis.pipeline(transaction=True)
+            pipe.zadd(keys.RUN_INDEX_KEY, {run_id: int(time.time() * 1000)}, nx=True)
+            pipe.xadd(keys.run_log_key(run_id), {"type": "run-failed", "node": "", "msg": reason})
+            if ttl > 0:
+                pipe.expire(keys.run_log_key(run_id), ttl)
+            pipe.publish(keys.status_channel(run_id), text)
+            await pipe.execute()
         logger.error("run %s failed: %s", run_id, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskFacts:
+    """What a commit reports of the execution: its attempt number and start (ms)."""
+
+    attempt: int
+    started_at: int
+
+
+def _error_detail(error: Any) -> str:
+    """The error with its cause (``Node 'X' execution failed: <cause>``), for the task record."""
+    text = str(error)
+    cause = getattr(error, "cause", None)
+    if cause is not None and str(cause) and str(cause) not in text:
+        return f"{text}: {type(cause).__name__}: {cause}"
+    return text
+
+
+def _started_ms() -> int:
+    """Now, in ms: when the worker starts running a node (bullmq's ``processedOn`` is not used:
+    the Python worker stamps it with a time taken before it waited for the job)."""
+    return int(time.time() * 1000)
 
 
 def _make_store(choice: str, redis: Redis, queue_name: str, queue_prefix: str) -> CoordinationStore:

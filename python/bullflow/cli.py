@@ -2,14 +2,19 @@
 
 * ``bullflow worker TARGET`` -- serve a queue: TARGET is ``module:attribute`` naming a node registry
   (``uses`` key -> implementation) or a :class:`~bullflow.FlowRuntime`. SIGTERM/SIGINT stop taking
-  jobs and finish the nodes that run; a second signal stops at once.
+  jobs and finish the nodes that run; a second signal stops at once. ``--processes N`` runs N such
+  worker processes under a supervisor (:mod:`bullflow.supervisor`) that restarts crashed ones and
+  forwards the signals. Every worker process heartbeats (:mod:`bullflow.fleet`).
 * ``bullflow run BLUEPRINT`` -- run a blueprint (a JSON file or an id from ``--blueprints``)
   in-process, or on the workers of a queue with ``--redis-url``; prints the result as JSON.
 * ``bullflow reconcile`` -- one pass of the reconciler over stalled runs; prints its stats as JSON.
 * ``bullflow status RUN_ID`` -- the status a distributed run published (or ``running``).
 * ``bullflow durable-worker MODULE`` -- run durable step workflows (``bullflow.durable``): imports
-  MODULE, whose ``WorkflowEntrypoint`` subclasses it serves. Signals as for ``worker``.
+  MODULE, whose ``WorkflowEntrypoint`` subclasses it serves. Signals and ``--processes`` as for
+  ``worker``.
 * ``bullflow durable-reconcile`` -- one pass of the durable reconciler; prints its stats as JSON.
+* ``bullflow serve`` -- the HTTP API and the dashboard (:mod:`bullflow.api`) on uvicorn; bearer
+  tokens and the other settings from options or the environment (``ApiSettings.from_env``).
 
 Exit codes: 0 ok, 1 the run did not complete (failed, cancelled, awaiting, timed out) or the
 worker stopped on an error, 2 a usage or input error (one line on stderr naming what is wrong).
@@ -208,12 +213,37 @@ def _write_json(value: Any) -> None:
 
 
 # ----------------------------------------------------------------------------------- worker
+def _check_fleet_args(args: argparse.Namespace) -> None:
+    from .fleet import MAX_HEARTBEAT_INTERVAL, MIN_HEARTBEAT_INTERVAL
+
+    if args.concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1, got {args.concurrency}")
+    if args.processes is not None and args.processes < 1:
+        raise InputError(f"--processes must be at least 1, got {args.processes}")
+    interval = args.heartbeat_interval
+    if interval and not MIN_HEARTBEAT_INTERVAL <= interval <= MAX_HEARTBEAT_INTERVAL:
+        raise InputError(
+            f"--heartbeat-interval must be 0 (off) or between {MIN_HEARTBEAT_INTERVAL} and "
+            f"{MAX_HEARTBEAT_INTERVAL:g} seconds, got {interval}"
+        )
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """Run ``--processes`` copies of this very command line (each with ``--processes 1``) under
+    a :class:`~bullflow.supervisor.Supervisor`; its exit code."""
+    from .supervisor import Supervisor
+
+    command = [sys.executable, "-m", "bullflow.cli", *args.argv, "--processes", "1"]
+    return Supervisor(command, args.processes, name=args.command).run()
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    _check_fleet_args(args)
+    if args.processes is not None and args.processes > 1:
+        return _supervise(args)
     registry, runtime = load_registry_or_runtime(args.target)
     blueprints = load_blueprint_paths(args.blueprints)
     settings = _settings(args.redis_url)
-    if args.concurrency < 1:
-        raise InputError(f"--concurrency must be at least 1, got {args.concurrency}")
     if args.coordination == "python" and importlib.util.find_spec("bullflow.python_coordination") is None:
         raise InputError("--coordination python: bullflow.python_coordination is not available")
     asyncio.run(_serve(args, settings, registry, runtime, blueprints))
@@ -242,7 +272,9 @@ async def _serve(
         coordination_store=args.coordination,
         concurrency=args.concurrency,
         lock_duration_ms=args.lock_duration_ms,
+        stalled_interval_ms=args.stalled_interval_ms,
         worker_loop=args.worker_loop,
+        heartbeat_interval=args.heartbeat_interval or None,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -327,8 +359,9 @@ def _durable_settings(args: argparse.Namespace) -> Any:
 def cmd_durable_worker(args: argparse.Namespace) -> int:
     from .durable.entrypoint import registered_workflows
 
-    if args.concurrency < 1:
-        raise InputError(f"--concurrency must be at least 1, got {args.concurrency}")
+    _check_fleet_args(args)
+    if args.processes is not None and args.processes > 1:
+        return _supervise(args)
     settings = _settings(args.redis_url)
     durable = _durable_settings(args)
     for name in args.module:
@@ -357,6 +390,7 @@ async def _serve_durable(
         workflows=workflows.values(),
         settings=durable,
         reconcile_interval=args.reconcile_interval or None,
+        heartbeat_interval=args.heartbeat_interval or None,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -592,6 +626,66 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
 
 
+# ------------------------------------------------------------------------------------ serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .api import ApiSettings, create_app
+    from .settings import DurableSettings
+
+    for name in args.durable_module:
+        _import_module(name, "--durable-module")
+    try:
+        durable = None
+        if args.durable_prefix or args.durable_queue:
+            durable = DurableSettings(
+                prefix=args.durable_prefix
+                or os.environ.get("BULLFLOW_DURABLE_PREFIX")
+                or keys.DEFAULT_DURABLE_PREFIX,
+                queue_name=args.durable_queue
+                or os.environ.get("BULLFLOW_DURABLE_QUEUE")
+                or keys.DEFAULT_DURABLE_QUEUE,
+            )
+        settings = ApiSettings.from_env(
+            redis=_settings(args.redis_url) if args.redis_url else None,
+            tokens=tuple(args.token) or None,
+            auth=False if args.no_auth else None,
+            queues=tuple(args.queue) or None,
+            durable=durable,
+            durable_modules=tuple(args.durable_module) or None,
+            max_body_bytes=args.max_body_bytes,
+            host=args.host,
+            port=args.port,
+        )
+        app = create_app(settings)
+    except BullflowError as err:
+        raise InputError(str(err)) from None
+    asyncio.run(_ping(settings.redis))
+    if not settings.auth:
+        logger.warning("authentication is DISABLED (--no-auth): anyone who reaches the port controls runs")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,  # the logging configured by main()
+            access_log=args.access_log,
+            timeout_graceful_shutdown=args.shutdown_timeout,
+            server_header=False,
+        )
+    )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again with the
+    # handler found at start: an ignoring one makes a SIGTERM a clean exit (0), as for `worker`.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    server.run()
+    return EXIT_OK
+
+
+async def _ping(settings: RedisSettings) -> None:
+    redis = await _connect(settings)
+    await redis.aclose()
+
+
 # ----------------------------------------------------------------------------------- parser
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error message (no usage dump) and exit code 2."""
@@ -641,6 +735,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     url_help = f"Redis URL (default ${REDIS_URL_ENV} or {DEFAULT_REDIS_URL})"
 
+    def fleet(p: argparse.ArgumentParser, what: str) -> None:
+        from .fleet import DEFAULT_HEARTBEAT_INTERVAL
+
+        p.add_argument(
+            "--processes",
+            type=int,
+            default=None,
+            metavar="N",
+            help=f"run N {what} processes under a supervisor that restarts crashed ones and forwards "
+            "SIGTERM/SIGINT to them (default: this process is the only one)",
+        )
+        p.add_argument(
+            "--heartbeat-interval",
+            type=float,
+            default=DEFAULT_HEARTBEAT_INTERVAL,
+            metavar="S",
+            help="seconds between the heartbeats that list this worker as live, 0 = none "
+            f"(default {DEFAULT_HEARTBEAT_INTERVAL:g})",
+        )
+
     worker = sub.add_parser(
         "worker",
         help="serve a queue: run the node jobs of distributed runs",
@@ -668,12 +782,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--lock-duration-ms", type=int, default=30_000, metavar="MS", help="job lock duration (default 30000)"
     )
     worker.add_argument(
+        "--stalled-interval-ms",
+        type=int,
+        default=30_000,
+        metavar="MS",
+        help="how often to look for jobs whose worker died (their lock expired) and queue them again "
+        "(default 30000)",
+    )
+    worker.add_argument(
         "--shutdown-timeout",
         type=float,
         default=30.0,
         metavar="S",
         help="on a stop signal, wait this long for running nodes (default 30)",
     )
+    fleet(worker, "worker")
     common(worker, log_default="INFO")
     worker.set_defaults(handler=cmd_worker)
 
@@ -799,6 +922,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="on a stop signal, wait this long (default 30)",
     )
+    fleet(durable_worker, "durable worker")
     common(durable_worker, log_default="INFO")
     durable_worker.set_defaults(handler=cmd_durable_worker)
 
@@ -817,12 +941,66 @@ def build_parser() -> argparse.ArgumentParser:
     redis_url(status, default_url, url_help)
     common(status)
     status.set_defaults(handler=cmd_status)
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the HTTP API and the dashboard (/ui); OpenAPI at /docs",
+        description="Serve the HTTP API (FastAPI on uvicorn). Settings not given as options come from "
+        "the environment: BULLFLOW_REDIS_URL, BULLFLOW_API_TOKENS (comma-separated; preferred over "
+        "--token, which other users can see in the process list), BULLFLOW_QUEUE, BULLFLOW_QUEUE_PREFIX, "
+        "BULLFLOW_DURABLE_PREFIX, BULLFLOW_DURABLE_QUEUE, BULLFLOW_DURABLE_MODULES, "
+        "BULLFLOW_API_MAX_BODY_BYTES, BULLFLOW_API_EXECUTE_TIMEOUT, BULLFLOW_API_HOST, BULLFLOW_API_PORT. "
+        "SIGTERM/SIGINT stop it gracefully.",
+    )
+    serve.add_argument(
+        "--host", default=None, metavar="HOST", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=None, metavar="PORT", help="port (default 8000)")
+    redis_url(serve, None, f"Redis URL (default ${REDIS_URL_ENV} or {DEFAULT_REDIS_URL})")
+    serve.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"flow queue; runs start on the first, metrics cover all; repeatable (default {keys.DEFAULT_QUEUE})",
+    )
+    serve.add_argument(
+        "--token", action="append", default=[], metavar="TOKEN", help="an accepted bearer token; repeatable"
+    )
+    serve.add_argument(
+        "--no-auth", action="store_true", help="accept requests without a token (local development only)"
+    )
+    serve.add_argument(
+        "--durable-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE so its durable workflow classes can be started; repeatable",
+    )
+    serve.add_argument("--durable-prefix", default=None, metavar="P", help="durable instance key prefix")
+    serve.add_argument("--durable-queue", default=None, metavar="NAME", help="durable activation queue")
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=None, metavar="N", help="largest request body (default 1 MiB)"
+    )
+    serve.add_argument(
+        "--access-log", action=argparse.BooleanOptionalAction, default=True, help="log every request"
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="on a stop signal, wait this long for open requests and event streams (default 10)",
+    )
+    common(serve, log_default="INFO")
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -69,6 +69,9 @@ class NodeCommit:
     sleep_ms: int = 0
     dynamic: dict[str, Any] | None = None  # {gather, workers: [[id, defJSON]], continuation}
     fetching: bool = False  # the committing worker takes the next waiting job right after
+    attempt: int = 0  # the execution's attempt number (0 = unknown); task record and metrics
+    started_at: int = 0  # when the execution started, ms (0 = unknown)
+    error: str = ""  # mode "fallback": the error the node failed with
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,16 @@ class CoordinationStore(Protocol):
     async def complete_node(self, commit: NodeCommit) -> CommitResult: ...
 
     async def fail_node(
-        self, run_id: str, graph_hash: str, index: int, iteration: int, message: str
+        self,
+        run_id: str,
+        graph_hash: str,
+        index: int,
+        iteration: int,
+        message: str,
+        *,
+        attempt: int = 0,
+        started_at: int = 0,
+        detail: str = "",
     ) -> CommitResult: ...
 
     async def cancel_run(self, run_id: str, reason: str) -> CommitResult: ...
@@ -304,13 +316,27 @@ class RedisCoordinationStore:
         args.append(len(commit.inputs))
         for target, name, value, transformed in commit.inputs:
             args += [target, name, value, "1" if transformed else "0"]
+        args += [commit.attempt, commit.started_at, commit.error]
         return [*self._run_keys(commit.run_id, commit.graph_hash), *self._queue], args
 
     async def fail_node(
-        self, run_id: str, graph_hash: str, index: int, iteration: int, message: str
+        self,
+        run_id: str,
+        graph_hash: str,
+        index: int,
+        iteration: int,
+        message: str,
+        *,
+        attempt: int = 0,
+        started_at: int = 0,
+        detail: str = "",
     ) -> CommitResult:
+        """Fail node ``index`` for good; ``detail`` is the error as its task record shows it
+        (default ``message``)."""
         result = await self.scripts.run(
-            "failNode", self._run_keys(run_id, graph_hash), [run_id, index, iteration, message]
+            "failNode",
+            self._run_keys(run_id, graph_hash),
+            [run_id, index, iteration, message, attempt, started_at, detail],
         )
         return CommitResult(_code(result[0]), 0, _text(result[1]))
 

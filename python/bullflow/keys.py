@@ -22,6 +22,17 @@ bullflow's own:
   ``workflow:status:<runId>`` (push for ``RunHandle.result``);
 * ``bullflow:cancel`` -- pub/sub channel: the id of each cancelled run (workers signal its nodes);
 * ``bullflow:lock:<name>`` -- STRING, a lease (``acquireLock``), e.g. the reconciler's per run;
+* ``bullflow:runlog:<runId>`` -- STREAM, the run log (fields ``type``, ``node``, ``msg``; the entry
+  id's milliseconds are its time), written by the scripts that change the run, about the newest
+  1,000 entries kept; it expires with the run;
+* ``bullflow:runs`` -- ZSET, the run index: run id -> start ms (``startRun``); members whose run
+  hash expired are dropped by readers (``bullflow.tracking.list_runs``);
+* ``bullflow:metrics`` -- HASH, counters the scripts keep: ``nc`` / ``nf`` node executions that
+  completed / failed, ``nl:<le>`` and ``nls`` the node latency histogram (count per upper bound
+  in ms, ``inf`` above the last; sum in ms), ``rc:<status>`` finished runs by final status,
+  ``rl:<le>`` and ``rls`` the run latency histogram;
+* ``bullflow:metrics:m:<minute start ms>`` -- STRING, node executions finished in that minute
+  (kept an hour);
 * job ids: ``<runId>_<nodeId>`` for a node's first execution, ``<runId>_<nodeId>_<n>`` for its
   n-th re-execution (loop iterations, resumes, sleeps), so every execution is its own job.
 
@@ -51,6 +62,15 @@ that touch them stay atomic on a Redis Cluster:
 * BullMQ queue ``bullflow-durable`` (prefix ``bull``), job name ``durable-run``, data
   ``{instanceId, workflow}``, job id ``<id>-r<seq>`` (a new id for every activation it asks for), or
   ``<id>-n<12 hex>`` for the nudge a runner turned away by the lease adds for when it expires.
+
+Worker fleet (``bullflow.fleet``; every worker process heartbeats while it serves):
+
+* ``bullflow:worker:<workerId>`` -- HASH, one worker process: ``id``, ``kind`` (``flow`` or
+  ``durable``), ``host``, ``pid``, ``queue``, ``concurrency``, ``started`` and ``seen`` (ms),
+  ``processed`` (jobs so far), ``uses`` (JSON list of the ``uses`` keys, or durable workflow
+  names, it implements); PEXPIRE three heartbeat intervals, rewritten on every heartbeat;
+* ``bullflow:workers`` -- ZSET, worker id -> when its last heartbeat was written (ms);
+* worker ids: ``<host>:<pid>:<6 hex>``.
 """
 
 from __future__ import annotations
@@ -67,10 +87,18 @@ __all__ = [
     "EXECUTE_NODE_JOB",
     "GRAPH_PREFIX",
     "LOCK_PREFIX",
+    "METRICS_KEY",
+    "METRICS_MINUTE_PREFIX",
+    "REGISTRY_INDEX",
+    "REGISTRY_PREFIX",
+    "RUN_INDEX_KEY",
+    "RUN_LOG_PREFIX",
     "RUN_PREFIX",
     "STATE_PREFIX",
     "STATUS_CHANNEL_PREFIX",
     "STATUS_PREFIX",
+    "WORKERS_KEY",
+    "WORKER_PREFIX",
     "InstanceKeys",
     "active_index_key",
     "done_channel",
@@ -81,14 +109,18 @@ __all__ = [
     "instance_keys",
     "job_id",
     "lock_key",
+    "metrics_minute_key",
     "queue_key_prefix",
     "queue_keys",
     "reconciler_lock_key",
+    "registry_key",
     "run_key",
+    "run_log_key",
     "state_key",
     "status_channel",
     "status_key",
     "step_key",
+    "worker_key",
 ]
 
 STATE_PREFIX = "workflow:state:"
@@ -98,6 +130,10 @@ RUN_PREFIX = "bullflow:run:"
 STATUS_CHANNEL_PREFIX = "bullflow:status:"
 CANCEL_CHANNEL = "bullflow:cancel"
 LOCK_PREFIX = "bullflow:lock:"
+RUN_LOG_PREFIX = "bullflow:runlog:"
+RUN_INDEX_KEY = "bullflow:runs"
+METRICS_KEY = "bullflow:metrics"
+METRICS_MINUTE_PREFIX = "bullflow:metrics:m:"
 DEFAULT_QUEUE = "flowcraft-queue"
 DEFAULT_QUEUE_PREFIX = "bull"
 EXECUTE_NODE_JOB = "executeNode"
@@ -126,6 +162,16 @@ def run_key(run_id: str) -> str:
 def status_channel(run_id: str) -> str:
     """The pub/sub channel the run's statuses are sent on."""
     return STATUS_CHANNEL_PREFIX + run_id
+
+
+def run_log_key(run_id: str) -> str:
+    """The run log stream."""
+    return RUN_LOG_PREFIX + run_id
+
+
+def metrics_minute_key(minute_ms: int) -> str:
+    """The count of node executions finished in the minute starting at ``minute_ms``."""
+    return f"{METRICS_MINUTE_PREFIX}{minute_ms}"
 
 
 def lock_key(name: str) -> str:
@@ -234,3 +280,23 @@ def step_key(kind: str, name: str, occurrence: int, parent: str = "") -> str:
     """The field of a step record: ``<kind>:<name>#<n>``, under ``<parent>/`` inside a step."""
     own = f"{kind}:{name}#{occurrence}"
     return f"{parent}/{own}" if parent else own
+
+
+# ---------------------------------------------------------------------------------- worker fleet
+WORKER_PREFIX = "bullflow:worker:"
+WORKERS_KEY = "bullflow:workers"
+
+
+def worker_key(worker_id: str) -> str:
+    """The heartbeat hash of one worker process."""
+    return WORKER_PREFIX + worker_id
+
+
+# ----------------------------------------------------------------------------- blueprint registry
+REGISTRY_INDEX = "bullflow:registry"
+REGISTRY_PREFIX = "bullflow:registry:bp:"
+
+
+def registry_key(blueprint_id: str) -> str:
+    """The versions of a registered blueprint (``bullflow:registry:bp:<id>``)."""
+    return REGISTRY_PREFIX + blueprint_id

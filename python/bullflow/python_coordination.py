@@ -1068,16 +1068,68 @@ class _Run:
     async def publish_status(self, status: str, reason: Any) -> str:
         assert self.status_key is not None and self.state_key is not None
         text = await self.build_status(status, reason)
-        self.hset("st", status, "lu", self.now)
         self.status = status
-        if status != "awaiting" and self.ttl > 0:
-            self.tx.call("SET", self.status_key, text, "EX", self.ttl)
-            self.tx.call("EXPIRE", self.state_key, self.ttl)
-            self.tx.call("EXPIRE", self.run_key, self.ttl)
-        else:
+        if status == "awaiting":
+            self.hset("st", status, "lu", self.now)
             self.tx.call("SET", self.status_key, text)
+        else:
+            self.hset("st", status, "lu", self.now, "tf", self.now)
+            self.tx.call("HINCRBY", keys.METRICS_KEY, f"rc:{status}", 1)
+            self.count_latency("rl", max(0, self.now - int(_num(self.get("ts")))))
+            if self.ttl > 0:
+                self.tx.call("SET", self.status_key, text, "EX", self.ttl)
+                self.tx.call("EXPIRE", self.state_key, self.ttl)
+                self.tx.call("EXPIRE", self.run_key, self.ttl)
+            else:
+                self.tx.call("SET", self.status_key, text)
+        self.log_run(f"run-{status}", None, reason if _truthy(reason) else None)
+        if status != "awaiting" and self.ttl > 0:
+            self.tx.call("EXPIRE", keys.run_log_key(self.id), self.ttl)
         self.tx.call("PUBLISH", self.channel, text)
         return text
+
+    # -- logRun / countLatency / trackNode (run tracking)
+    def log_run(self, kind: str, node_id: Any, message: Any) -> None:
+        self.tx.call(
+            "XADD",
+            keys.run_log_key(self.id),
+            "MAXLEN",
+            "~",
+            1000,
+            "*",
+            "type",
+            kind,
+            "node",
+            _lua_str(node_id) if node_id is not None else "",
+            "msg",
+            _lua_str(message) if message is not None else "",
+        )
+
+    def count_latency(self, name: str, ms: float | int) -> None:
+        le = next((str(bound) for bound in _LATENCY_BUCKETS_MS if ms <= bound), "inf")
+        self.tx.call("HINCRBY", keys.METRICS_KEY, f"{name}:{le}", 1)
+        self.tx.call("HINCRBY", keys.METRICS_KEY, f"{name}s", int(ms))
+
+    def track_node(self, i: int, kind: str, task: _Task, err: str | None, counted: str | None) -> None:
+        record = (
+            '{"a":'
+            + _lua_number(task.attempt)
+            + ',"t0":'
+            + _lua_number(task.started)
+            + ',"t1":'
+            + _lua_number(self.now)
+        )
+        if err:
+            record += ',"e":' + _cjson_string(err)
+        self.hset(f"k:{i}", record + "}")
+        self.log_run(kind, self.node_record(i).id, err)
+        if counted:
+            self.tx.call("HINCRBY", keys.METRICS_KEY, "nc" if counted == "ok" else "nf", 1)
+            if task.started > 0:
+                self.count_latency("nl", max(0, self.now - task.started))
+            minute = keys.metrics_minute_key(self.now - self.now % 60000)
+            self.tx.call("INCR", minute)
+            self.tx.call("EXPIRE", minute, 3900)
 
     async def settle_run(self) -> str | None:
         if _num(self.get("out")) > 0:
@@ -1212,6 +1264,18 @@ class _Run:
         if self.loop_error is not None:
             self.record_error(self.node_record(self.loop_error).id, _LOOP_MESSAGE)
         return len(self.ready)
+
+
+_LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    """What ``readTask`` reads: the execution's attempt number, start (ms) and error text."""
+
+    attempt: int = 0
+    started: int = 0
+    err: str = ""
 
 
 def _opt_str(raw: bytes | None) -> str | None:
@@ -1410,6 +1474,8 @@ class PythonCoordinationStore:
         tx.hsetnx(state_key, "blueprintVersion", a.version)
         run = _Run(tx, self._queue, a.run_id, state_key, run_key, graph, keys.status_key(a.run_id), now)
         run.hset("lu", run.now)
+        tx.call("ZADD", keys.RUN_INDEX_KEY, run.now, a.run_id)
+        run.log_run("run-started", None, "adopted" if a.adopt else "")
         start = _field(meta, "start")
         for s in start.array if isinstance(start, _LuaTable) else []:
             run.make_ready(int(s), 1)
@@ -1460,6 +1526,7 @@ class PythonCoordinationStore:
             return ScriptCode.ALREADY_PRESENT, 0, run.status
         record = run.node_record(i)
         extra = _cjson_decode(extra_text) if extra_text else _LuaTable()
+        task = _Task(commit.attempt, commit.started_at, commit.error)
 
         # context writes (the node's own, its output and the <id> alias)
         sets: list[str] = []
@@ -1481,6 +1548,7 @@ class PythonCoordinationStore:
             run.hset(f"rs:{i}", '{"sleep":true}')
             sleep = _tonumber(_field(extra, "sleepMs"))
             await run.enqueue_node(i, it, max(1, math.floor(sleep or 0)))
+            run.track_node(i, "node-sleeping", task, None, None)
             return ScriptCode.STORED, 0, run.status
 
         if mode == "await":
@@ -1504,6 +1572,7 @@ class PythonCoordinationStore:
                 "_awaitingDetails",
                 _cjson_encode(details),
             )
+            run.track_node(i, "node-awaiting", task, None, None)
             status = await run.settle_run()
             return ScriptCode.STORED, 0, status or run.status
 
@@ -1523,6 +1592,7 @@ class PythonCoordinationStore:
 
         workers: list[int] = []
         if mode == "fallback":
+            run.track_node(i, "node-fallback", task, task.err, "failed")
             run.set_node_status(i, 3)
             w = _num(run.get(f"w:{i}")) + 1
             run.hset(f"ff:{record.fb}", i)
@@ -1532,6 +1602,7 @@ class PythonCoordinationStore:
             if _truthy(dyn):
                 workers = self._add_dynamic(run, i, dyn)
             taken = None if commit.taken is None else {int(e) for e in commit.taken}
+            run.track_node(i, "node-completed", task, None, "ok")
             run.complete_node_state(i, taken)
             if workers:
                 w = _num(run.get(f"w:{i}")) + 1
@@ -1602,7 +1673,16 @@ class PythonCoordinationStore:
 
     # ----------------------------------------------------------------------------- failNode
     async def fail_node(
-        self, run_id: str, graph_hash: str, index: int, iteration: int, message: str
+        self,
+        run_id: str,
+        graph_hash: str,
+        index: int,
+        iteration: int,
+        message: str,
+        *,
+        attempt: int = 0,
+        started_at: int = 0,
+        detail: str = "",
     ) -> CommitResult:
         async def body(tx: _Tx) -> tuple[ScriptCode, int, str | None]:
             run = await self._load_run(
@@ -1625,6 +1705,7 @@ class PythonCoordinationStore:
             run.hset("lu", run.now)
             tx.hincrby(run.run_key, "out", -1)
             run.record_error(run.node_record(i).id, message)
+            run.track_node(i, "node-failed", _Task(attempt, started_at), detail or message, "failed")
             status = await run.settle_run()
             return ScriptCode.STORED, 0, status or run.status
 
@@ -1708,6 +1789,7 @@ class PythonCoordinationStore:
             tx.hincrby(run.run_key, "out", 1)
             tx.call("DEL", run.status_key)
             job_id = await run.enqueue_node(i, it, 0)
+            run.log_run("node-resumed", shown, "")
             return ScriptCode.STORED, shown, job_id
 
         return await self._transact("resumeNode", body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis.asyncio as redis_asyncio
 
@@ -20,6 +20,11 @@ class RedisSettings:
     ``socket_timeout`` defaults to None (no client-side read timeout): BullMQ blocks on commands
     for several seconds, and redis-py 8's 5-second default makes those calls time out and retry
     (see the bullmq notes). ``password`` is never shown in ``repr`` or ``url()``.
+
+    TLS (``ssl``, a ``rediss://`` URL): the server's certificate is verified against
+    ``ssl_ca_certs`` (a PEM file; default: the system's CAs) unless ``ssl_cert_reqs`` is
+    ``"none"``; ``ssl_certfile``/``ssl_keyfile`` are a client certificate for servers that ask for
+    one. In a URL they are query parameters: ``rediss://host:6380/0?ssl_ca_certs=/etc/ca.pem``.
     """
 
     host: str = "127.0.0.1"
@@ -30,10 +35,21 @@ class RedisSettings:
     ssl: bool = False
     socket_timeout: float | None = None
     socket_connect_timeout: float = 5.0
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_cert_reqs: str = "required"
+
+    def __post_init__(self) -> None:
+        if self.ssl_cert_reqs not in _CERT_REQS:
+            raise SettingsError(
+                f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {self.ssl_cert_reqs!r}"
+            )
 
     @classmethod
     def from_url(cls, url: str) -> RedisSettings:
-        """``redis://[user[:password]@]host[:port][/db]`` or ``rediss://`` (TLS)."""
+        """``redis://[user[:password]@]host[:port][/db]`` or ``rediss://`` (TLS; query parameters
+        ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``)."""
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -48,6 +64,15 @@ class RedisSettings:
             raise SettingsError(
                 f"invalid Redis URL {_redacted(url)!r}: the database must be a number, got {path!r}"
             )
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = sorted(set(options) - set(_TLS_OPTIONS))
+        if unknown:
+            raise SettingsError(
+                f"invalid Redis URL {_redacted(url)!r}: unknown parameter(s) {', '.join(unknown)} "
+                f"(known: {', '.join(_TLS_OPTIONS)})"
+            )
+        if options and parts.scheme != "rediss":
+            raise SettingsError(f"invalid Redis URL {_redacted(url)!r}: TLS parameters need rediss://")
         return cls(
             host=parts.hostname or "127.0.0.1",
             port=port or 6379,
@@ -55,6 +80,10 @@ class RedisSettings:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             ssl=parts.scheme == "rediss",
+            ssl_ca_certs=options.get("ssl_ca_certs"),
+            ssl_certfile=options.get("ssl_certfile"),
+            ssl_keyfile=options.get("ssl_keyfile"),
+            ssl_cert_reqs=options.get("ssl_cert_reqs", "required"),
         )
 
     def url(self) -> str:
@@ -66,7 +95,7 @@ class RedisSettings:
 
     def redis_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for a redis-py client (and for bullmq's ``connection`` dict)."""
-        return {
+        kwargs: dict[str, Any] = {
             "host": self.host,
             "port": self.port,
             "db": self.db,
@@ -76,6 +105,14 @@ class RedisSettings:
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_connect_timeout,
         }
+        if self.ssl:
+            kwargs.update(
+                ssl_ca_certs=self.ssl_ca_certs,
+                ssl_certfile=self.ssl_certfile,
+                ssl_keyfile=self.ssl_keyfile,
+                ssl_cert_reqs=self.ssl_cert_reqs,
+            )
+        return kwargs
 
     def client(self, max_connections: int = 64) -> redis_asyncio.Redis:
         """A new asyncio redis-py client (bytes replies, commands packed by hiredis) whose pool
@@ -92,6 +129,10 @@ class RedisSettings:
             **kwargs,
         )
         return redis_asyncio.Redis.from_pool(pool)
+
+
+_CERT_REQS = ("required", "optional", "none")
+_TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
 
 
 def _redacted(url: str) -> str:

@@ -6,9 +6,6 @@ any script that touches keys of two slots (CROSSSLOT)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -18,6 +15,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 from redis.crc import key_slot
+from tests.redis_servers import start_redis_server
 
 from bullflow import keys
 from bullflow.durable import (
@@ -137,72 +135,13 @@ def test_instance_keys_share_one_slot_for_any_id() -> None:
                 assert slots_of(instance_id, prefix) == {key_slot(f"{{{instance_id}}}".encode())}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_cluster_node(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
-    port = _free_port()
-    (workdir / "nodes.conf").unlink(missing_ok=True)
-    with open(workdir / "redis.log", "ab") as log:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                str(workdir / "nodes.conf"),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return proc, port
-            except redis.ConnectionError:
-                if proc.poll() is not None:
-                    return None  # most likely the free port was taken meanwhile: try another
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    proc.wait(timeout=5)
-                    return None
-                time.sleep(0.05)
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def cluster_node(tmp_path: Path) -> Iterator[str]:
     """A one-node Redis Cluster (all 16384 slots) on a free port; yields a plain redis URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed")
-    started = None
-    for _ in range(3):
-        started = _start_cluster_node(binary, tmp_path)
-        if started is not None:
-            break
-    if started is None:
-        pytest.fail(
-            f"cluster-mode redis-server did not start: {(tmp_path / 'redis.log').read_text()[-2000:]}"
-        )
-    proc, port = started
+    server = start_redis_server(
+        tmp_path, "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")
+    )
+    port = server.port
     try:
         client = redis.Redis(host="127.0.0.1", port=port)
         try:
@@ -216,12 +155,7 @@ def cluster_node(tmp_path: Path) -> Iterator[str]:
             client.close()
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        server.stop()
 
 
 async def test_engine_runs_on_a_real_cluster_mode_node(cluster_node: str, key_prefix: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 from bullmq import Queue
 
 from bullflow import keys
+from bullflow.tracking import run_view
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,6 +44,13 @@ async def test_unknown_blueprint_fails_the_run(
     result = await client.handle(run_id).result(20)
     assert result.status == "failed"
     assert result.errors[0].message == "Blueprint with ID 'nope' not found in the worker's runtime registry."
+    # the run tracking lists it and shows why, though it never had a coordination hash
+    view = await run_view(redis_client, run_id)
+    assert view is not None and view.status == "failed" and view.tasks == []
+    assert view.reason == result.errors[0].message
+    assert [e.type for e in view.logs] == ["run-failed"]
+    assert await redis_client.zscore(keys.RUN_INDEX_KEY, run_id) is not None
+    assert await redis_client.ttl(keys.run_log_key(run_id)) > 0
     await still_serves(client)
 
 
@@ -122,5 +130,9 @@ async def test_a_missing_implementation_fails_the_run(make_adapter: Any, make_cl
     client = make_client([bp, GOOD])
     result = await (await client.start(bp["id"])).result(20)
     assert result.status == "failed"
-    assert "Implementation for 'no-such-node' not found" in result.errors[0].message
+    assert result.errors[0].message == (
+        f"Blueprint '{bp['id']}' uses 'no-such-node' (node 'N'), which this worker does not implement; "
+        "the run is refused"
+    )
+    assert result.errors[0].node_id == "N"
     await still_serves(client)

@@ -87,7 +87,12 @@ async def test_a_finished_run_leaves_its_state_status_run_hash_and_completed_job
 ) -> None:
     run_id = await finish(make_adapter, make_client, blueprint)
     ttl = RunOptions().state_ttl_seconds
-    run_keys = [keys.state_key(run_id), keys.status_key(run_id), keys.run_key(run_id)]
+    run_keys = [
+        keys.state_key(run_id),
+        keys.status_key(run_id),
+        keys.run_key(run_id),
+        keys.run_log_key(run_id),
+    ]
     queue_prefix = keys.queue_key_prefix(key_prefix)
     job_keys = [queue_prefix + keys.job_id(run_id, node) for node in nodes]
 
@@ -133,7 +138,12 @@ async def test_remove_on_complete_leaves_no_job_hashes(
 ) -> None:
     options = RunOptions(job_options={"removeOnComplete": True, "removeOnFail": {"age": 1296000}})
     run_id = await finish(make_adapter, make_client, chain(20), options)
-    run_keys = [keys.state_key(run_id), keys.status_key(run_id), keys.run_key(run_id)]
+    run_keys = [
+        keys.state_key(run_id),
+        keys.status_key(run_id),
+        keys.run_key(run_id),
+        keys.run_log_key(run_id),
+    ]
     found = await leftovers(redis_client, run_id, key_prefix)
     assert set(found) == set(run_keys)
     queue_prefix = keys.queue_key_prefix(key_prefix)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bullflow import keys
+from bullflow.scripts import load_scripts
 
 DIAMOND: dict[str, Any] = {
     "id": "diamond",
@@ -45,3 +48,29 @@ async def test_a_diamond_completes_on_a_worker_process(spawn_worker: Any, make_c
     handles = [await client.start("diamond") for _ in range(20)]
     for handle in handles:
         assert (await handle.result(20)).status == "completed"
+
+
+CHAIN: dict[str, Any] = {
+    "id": "chain3",
+    "nodes": [{"id": "A", "uses": "echo"}, {"id": "B", "uses": "echo"}, {"id": "C", "uses": "echo"}],
+    "edges": [{"source": "A", "target": "B"}, {"source": "B", "target": "C"}],
+}
+
+
+@pytest.mark.parametrize("reloaded", ["none", "finishJob"])
+async def test_a_commit_after_a_script_flush_still_wakes_the_next_node(
+    make_adapter: Any, make_client: Any, redis_client: Any, reloaded: str
+) -> None:
+    """After SCRIPT FLUSH (a restarted server) the fast loop's pipelined commit and finishJob get
+    NOSCRIPT: the commit is applied first, and when the job was finished without taking the next
+    one, the next node's job wakes a waiting worker instead of waiting out its blocking timeout
+    (5 s)."""
+    make_adapter([CHAIN], concurrency=2, worker_loop="fast")
+    client = make_client([CHAIN])
+    assert (await (await client.start("chain3")).result(20)).status == "completed"
+    await redis_client.script_flush()
+    if reloaded == "finishJob":
+        await redis_client.script_load(load_scripts()["finishJob"].source)
+    result = await (await client.start("chain3")).result(2.5)
+    assert result.status == "completed"
+    assert result.context["_outputs.C"] == "C(B(A(None)))"

@@ -13,6 +13,7 @@ from typing import Any
 from bullmq import Worker  # type: ignore[import-untyped]
 
 from ..exceptions import SettingsError
+from ..fleet import DEFAULT_HEARTBEAT_INTERVAL, WorkerHeartbeat
 from ..pubsub import listen_for_ids
 from ..settings import DurableSettings, RedisSettings
 from .entrypoint import WorkflowEntrypoint, registered_workflows, workflow_name
@@ -31,7 +32,8 @@ class WorkflowWorkers:
     process. ``await start()``, then ``await close()`` (lets running activations finish) or use
     ``async with``. ``workflows`` defaults to every :class:`WorkflowEntrypoint` subclass defined
     so far. ``reconcile_interval`` (seconds, None = off) runs the reconciler in this process
-    (only one process at a time does, by lease)."""
+    (only one process at a time does, by lease). ``heartbeat_interval`` is the seconds between
+    the heartbeats that list this worker as live (:mod:`bullflow.fleet`; None: no heartbeats)."""
 
     def __init__(
         self,
@@ -44,6 +46,7 @@ class WorkflowWorkers:
         settings: DurableSettings | None = None,
         serializer: Serializer | None = None,
         reconcile_interval: float | None = 30.0,
+        heartbeat_interval: float | None = DEFAULT_HEARTBEAT_INTERVAL,
     ) -> None:
         if concurrency < 1:
             raise SettingsError(f"concurrency must be at least 1, got {concurrency}")
@@ -63,6 +66,17 @@ class WorkflowWorkers:
         self.activations = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._closed = False
+        self.heartbeat: WorkerHeartbeat | None = None
+        if heartbeat_interval:
+            self.heartbeat = WorkerHeartbeat(
+                self.store.redis,
+                kind="durable",
+                queue=self.settings.queue_name,
+                concurrency=concurrency,
+                uses=lambda: self.runner.workflows,
+                processed=lambda: self.activations,
+                interval=heartbeat_interval,
+            )
 
     async def start(self) -> WorkflowWorkers:
         settings = self.settings
@@ -89,6 +103,8 @@ class WorkflowWorkers:
         self._tasks.append(loop.create_task(self._listen_for_cancellations()))
         if self.reconcile_interval:
             self._tasks.append(loop.create_task(self._reconcile_forever(self.reconcile_interval)))
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         logger.info(
             "durable worker on queue %r runs %s",
             settings.queue_name,
@@ -145,6 +161,8 @@ class WorkflowWorkers:
                 await task
         if self.worker is not None:
             await self.worker.close(force)
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
         await self.store.close()
 
     async def __aenter__(self) -> WorkflowWorkers:

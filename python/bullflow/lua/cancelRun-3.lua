@@ -17,6 +17,8 @@
 -- @include "loadRun"
 -- @include "isJsonText"
 -- @include "buildStatus"
+-- @include "logRun"
+-- @include "countLatency"
 -- @include "publishStatus"
 
 local run = loadRun(KEYS[1], KEYS[2], nil, KEYS[3], ARGV[1])

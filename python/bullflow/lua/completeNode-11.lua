@@ -31,6 +31,9 @@
     ARGV[7] number of context writes W, then W pairs (field, JSON value; "" deletes the field)
     ARGV[8+2W] number of input writes I, then I quadruples (target index, field, JSON value,
             "1" when an edge transform produced it)
+    ARGV[9+2W+4I], ARGV[10+2W+4I], ARGV[11+2W+4I] (optional) the execution's attempt number,
+            when it started (ms) and, in mode "fallback", the error it failed with; they go to
+            the node's task record, the run log and the metrics (includes/trackNode.lua)
   Output:
     {code, number of nodes enqueued, run status after the call}: code 1 (STORED) committed,
     0 (ALREADY_PRESENT) replay of a committed or superseded execution, -2 (NOT_RUNNING) the run
@@ -53,10 +56,14 @@
 -- @include "completeNodeState"
 -- @include "isJsonText"
 -- @include "buildStatus"
+-- @include "logRun"
+-- @include "countLatency"
 -- @include "publishStatus"
 -- @include "recordError"
 -- @include "settleRun"
 -- @include "enqueueReady"
+-- @include "readTask"
+-- @include "trackNode"
 
 local run = loadRun(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 if not run then
@@ -97,6 +104,7 @@ callInChunks("HDEL", run.stateKey, dels, 1, 1)
 callInChunks("HSET", run.stateKey, sets, 1, 2)
 pos = pos + 2 * nwrites + 1
 local ninputs = tonumber(ARGV[pos])
+local task = readTask(pos + 4 * ninputs + 1)
 redis.call("HDEL", run.runKey, "rs:" .. i)
 
 if mode == "sleep" then
@@ -104,6 +112,7 @@ if mode == "sleep" then
   local it = redis.call("HINCRBY", run.runKey, "it:" .. i, 1)
   redis.call("HSET", run.runKey, "rs:" .. i, '{"sleep":true}')
   enqueueNode(run, q, i, it, math.max(1, math.floor(tonumber(extra.sleepMs) or 0)))
+  trackNode(run, i, "node-sleeping", task, nil, nil)
   return { 1, 0, run.status }
 end
 
@@ -118,6 +127,7 @@ if mode == "await" then
   local details = detailsText and cjson.decode(detailsText) or {}
   details[rec.id] = extra.awaiting or { reason = "external_event" }
   redis.call("HSET", run.stateKey, "_awaitingNodeIds", cjson.encode(ids), "_awaitingDetails", cjson.encode(details))
+  trackNode(run, i, "node-awaiting", task, nil, nil)
   local status = settleRun(run)
   return { 1, 0, status or run.status }
 end
@@ -142,6 +152,7 @@ end
 
 local workers = {}
 if mode == "fallback" then
+  trackNode(run, i, "node-fallback", task, task.err, "failed")
   setNodeStatus(run, i, 3)
   local w = tonumber(redis.call("HGET", run.runKey, "w:" .. i) or "0") + 1
   redis.call("HSET", run.runKey, "ff:" .. rec.fb, i)
@@ -193,6 +204,7 @@ else
       taken[tonumber(e)] = true
     end
   end
+  trackNode(run, i, "node-completed", task, nil, "ok")
   completeNodeState(run, i, taken)
   if #workers > 0 then
     local w = tonumber(redis.call("HGET", run.runKey, "w:" .. i) or "0") + 1

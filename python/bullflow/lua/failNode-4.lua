@@ -13,9 +13,14 @@
     ARGV[2] node index
     ARGV[3] iteration the job ran
     ARGV[4] error message
+    ARGV[5] attempt number of the execution (optional, 0 = unknown)
+    ARGV[6] when the execution started, ms (optional, 0 = unknown)
+    ARGV[7] the error as the node's task record shows it, e.g. with its cause (optional,
+            default ARGV[4])
   Output:
     {code, run status after the call}: 1 (STORED), 0 (ALREADY_PRESENT), -2 (NOT_RUNNING),
-    -5 (UNKNOWN_RUN).
+    -5 (UNKNOWN_RUN). The node's task record, the run log and the metrics are written with it
+    (includes/trackNode.lua).
 ]]
 -- @include "loadRun"
 -- @include "nodeRecord"
@@ -23,9 +28,13 @@
 -- @include "setNodeStatus"
 -- @include "isJsonText"
 -- @include "buildStatus"
+-- @include "logRun"
+-- @include "countLatency"
 -- @include "publishStatus"
 -- @include "recordError"
 -- @include "settleRun"
+-- @include "readTask"
+-- @include "trackNode"
 
 local run = loadRun(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 if not run then
@@ -43,5 +52,10 @@ redis.call("HDEL", run.runKey, "rs:" .. i)
 redis.call("HSET", run.runKey, "lu", run.now)
 redis.call("HINCRBY", run.runKey, "out", -1)
 recordError(run, nodeRecord(run, i).id, ARGV[4])
+local detail = ARGV[7]
+if not detail or detail == "" then
+  detail = ARGV[4]
+end
+trackNode(run, i, "node-failed", readTask(5), detail, "failed")
 local status = settleRun(run)
 return { 1, status or run.status }

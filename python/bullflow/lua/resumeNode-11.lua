@@ -29,6 +29,7 @@
 -- @include "setNodeStatus"
 -- @include "getOrSetMaxEvents"
 -- @include "enqueueNode"
+-- @include "logRun"
 
 local run = loadRun(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 if not run then
@@ -75,4 +76,5 @@ redis.call("DEL", run.statusKey)
 local q = { wait = KEYS[5], meta = KEYS[6], id = KEYS[7], active = KEYS[8], events = KEYS[9],
   marker = KEYS[10], delayed = KEYS[11] }
 local jobId = enqueueNode(run, q, i, it, 0)
+logRun(run, "node-resumed", nodeId, "")
 return { 1, nodeId, jobId }

@@ -29,6 +29,9 @@
     ARGV[8] "1" to adopt a run a client started, else "0"
     ARGV[9] blueprintVersion as JSON text
     ARGV[10..] initial context: field, JSON value, field, JSON value, ...
+  The run is added to the run index (ZSET bullflow:runs, run id -> start ms) and its log gets a
+  run-started entry.
+
   Output:
     {code, number of jobs enqueued, run status}: 1 (STORED) started, 0 (ALREADY_PRESENT) the run
     exists, -4 (GRAPH_MISSING) no graph stored under KEYS[3], -1 (BAD_ARGUMENTS) odd context or
@@ -45,6 +48,8 @@
 -- @include "makeReady"
 -- @include "isJsonText"
 -- @include "buildStatus"
+-- @include "logRun"
+-- @include "countLatency"
 -- @include "publishStatus"
 -- @include "recordError"
 -- @include "settleRun"
@@ -75,6 +80,8 @@ local run = loadRun(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 local q = { wait = KEYS[5], meta = KEYS[6], id = KEYS[7], active = KEYS[8], events = KEYS[9],
   marker = KEYS[10], delayed = KEYS[11] }
 redis.call("HSET", KEYS[2], "lu", run.now)
+redis.call("ZADD", "bullflow:runs", run.now, ARGV[1])
+logRun(run, "run-started", nil, adopt and "adopted" or "")
 for _, s in ipairs(meta.start) do
   makeReady(run, s, 1)
 end

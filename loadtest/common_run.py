@@ -1,0 +1,177 @@
+"""What the load-test runners (``loadtest/run.py``, ``loadtest/http_run.py``) share: the worker
+processes they start, the headless locust process, the CSV prefix, and reading locust's stats.
+
+Throwaway servers come from :mod:`examples.distributed_demo` (``start_redis``, ``stop``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from examples.distributed_demo import stop
+
+__all__ = [
+    "CONF",
+    "HERE",
+    "ROOT",
+    "float_of",
+    "locust_flags",
+    "log_tail",
+    "out",
+    "prepare_csv_prefix",
+    "read_failures",
+    "read_stats",
+    "run_locust",
+    "start_workers",
+    "stop_workers",
+    "subprocess_env",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+CONF = HERE / "locust.conf"
+
+
+def out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a child: this one with the repository on ``PYTHONPATH``, plus ``extra``."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""), **extra}
+
+
+def log_tail(path: Path, lines: int = 10) -> str:
+    try:
+        return "".join(path.read_text().splitlines(keepends=True)[-lines:])
+    except OSError:
+        return ""
+
+
+def start_workers(
+    redis_url: str,
+    queue: str,
+    count: int,
+    concurrency: int,
+    workdir: Path,
+    blueprints: Sequence[Any] = (),
+) -> list[subprocess.Popen[str]]:
+    """``count`` worker processes (``tests.integration.worker_main``, the ``nothing`` nodes of
+    ``tests.integration.nodes``) on ``queue``, each knowing ``blueprints`` (runs of other
+    blueprints load their graphs from Redis); returns once each printed ``ready``. Their stderr
+    goes to ``workdir/worker-<i>.log``."""
+    blueprint_file = workdir / "blueprints.json"
+    blueprint_file.write_text(json.dumps(list(blueprints)))
+    procs: list[subprocess.Popen[str]] = []
+    for i in range(count):
+        with (workdir / f"worker-{i}.log").open("w") as log:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *(sys.executable, "-m", "tests.integration.worker_main"),
+                        *("--redis-url", redis_url, "--queue", queue),
+                        *("--blueprints", str(blueprint_file), "--concurrency", str(concurrency)),
+                    ],
+                    cwd=ROOT,
+                    env=subprocess_env(),
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                    start_new_session=True,  # Ctrl-C reaches only the runner, which stops them
+                )
+            )
+    for i, proc in enumerate(procs):
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(
+                f"worker {proc.pid} did not start:\n{log_tail(workdir / f'worker-{i}.log', 50)}"
+            )
+    return procs
+
+
+def stop_workers(workers: list[subprocess.Popen[str]], workdir: Path) -> list[int | None]:
+    """Stop the workers (SIGTERM: they finish their nodes); their exit codes. The log tail of
+    each that exited non-zero goes to stderr."""
+    stop(workers)  # type: ignore[arg-type]
+    codes = [w.returncode for w in workers]
+    for w in workers:
+        if w.stdout is not None:
+            w.stdout.close()
+    for i, code in enumerate(codes):
+        if code != 0:
+            sys.stderr.write(f"worker {i} exited with {code}:\n{log_tail(workdir / f'worker-{i}.log')}\n")
+    return codes
+
+
+def locust_flags(args: Any, names: Sequence[str]) -> list[str]:
+    """``--flag value`` for each attribute of ``args`` in ``names`` that is set (``run_time`` ->
+    ``--run-time``)."""
+    flags: list[str] = []
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            flags += ["--" + name.replace("_", "-"), str(value)]
+    return flags
+
+
+def run_locust(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Run locust to its end; its exit code. On Ctrl-C or SIGTERM locust gets SIGINT (it stops
+    its users and writes its stats) before the exception goes on."""
+    proc = subprocess.Popen(command, cwd=ROOT, env=env or subprocess_env(), start_new_session=True)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
+def prepare_csv_prefix(prefix: Path) -> Path:
+    """The absolute prefix, its directory made (``.loadtest/`` of the repository ignored by git)
+    and the files of an earlier run with that prefix removed."""
+    prefix = prefix.resolve()
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    if prefix.parent == ROOT / ".loadtest":
+        (prefix.parent / ".gitignore").write_text("*\n")
+    for stale in prefix.parent.glob(f"{prefix.name}_*"):
+        stale.unlink()
+    return prefix
+
+
+def float_of(row: dict[str, str] | None, column: str) -> float:
+    if row is None:
+        return float("nan")
+    try:
+        return float(row[column])
+    except (KeyError, ValueError):
+        return float("nan")
+
+
+def read_stats(prefix: Path) -> list[dict[str, str]] | None:
+    """The rows of ``<prefix>_stats.csv`` (None when locust wrote none)."""
+    stats_file = Path(f"{prefix}_stats.csv")
+    if not stats_file.exists():
+        return None
+    with stats_file.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_failures(prefix: Path, limit: int = 5) -> list[dict[str, str]]:
+    failures_file = Path(f"{prefix}_failures.csv")
+    if not failures_file.exists():
+        return []
+    with failures_file.open(newline="") as handle:
+        return list(csv.DictReader(handle))[:limit]
