@@ -1080,13 +1080,22 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
     (Node's ``moveToFinished`` with ``fetchNext``; the stock Python worker makes two calls), with
     the node's ``completeNode`` commit pipelined in front of it: one round trip per node instead of
     three. The commit runs first; should it fail with NOSCRIPT (a restarted server) it is loaded and
-    run again after the job was acknowledged -- the node is still ready for that iteration, so the
-    late commit is the same commit."""
+    run again (before the finish when that failed too; otherwise after it -- the node is still
+    ready for that iteration, so the late commit is the same commit). A closing worker takes no
+    new job."""
 
     def __init__(self, adapter: BullMQAdapter, name: str, opts: dict[str, Any], *, fast: bool) -> None:
         super().__init__(name, adapter.job_commit, opts)
         self.adapter = adapter
         self.fast = fast
+
+    async def moveToActive(self, token: str) -> Any:
+        # bullmq's loop may start waiting for a job just after close() cancelled the wait; when a
+        # job arrives it would take it and then stop without running it (the job stays locked
+        # until its lock expires). A closing worker leaves it in the queue for another worker.
+        if self.closing:
+            return None
+        return await super().moveToActive(token)
 
     async def processJob(self, job: Any, token: str) -> None:
         while job is not None:
