@@ -22,6 +22,7 @@ __all__ = [
     "HERE",
     "ROOT",
     "float_of",
+    "load_problems",
     "locust_flags",
     "log_tail",
     "out",
@@ -167,6 +168,29 @@ def read_stats(prefix: Path) -> list[dict[str, str]] | None:
         return None
     with stats_file.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def load_problems(
+    *,
+    has_counts: bool,
+    runs_file: Path,
+    lost: int,
+    finished: int,
+    ratio: float,
+    max_failure_ratio: float,
+) -> list[str]:
+    """What makes a load run fail (both runners): no run counts, a lost run, no finished run, or
+    too many failures."""
+    problems: list[str] = []
+    if not has_counts:
+        problems.append(f"{runs_file} is missing")
+    if lost:
+        problems.append(f"{lost} runs were lost")
+    if finished == 0:
+        problems.append("no run finished")
+    if ratio > max_failure_ratio:
+        problems.append(f"failure ratio {ratio:.4%} is above {max_failure_ratio:.4%}")
+    return problems
 
 
 def read_failures(prefix: Path, limit: int = 5) -> list[dict[str, str]]:

@@ -45,6 +45,7 @@ from .common_run import (
     HERE,
     ROOT,
     float_of,
+    load_problems,
     locust_flags,
     log_tail,
     out,
@@ -211,7 +212,6 @@ def summarize(csv_prefix: Path, lost: int, max_failure_ratio: float) -> list[str
     if rows is None:
         return [f"locust wrote no stats ({csv_prefix}_stats.csv is missing)"]
     counts: dict[str, Any] = json.loads(runs_file.read_text()) if runs_file.exists() else {}
-    problems: list[str] = []
     out(f"{'request':<44}{'count':>9}{'failed':>8}{'per s':>9}{'p50':>8}{'p95':>8}{'p99':>8}  (ms)")
     runs = [row for row in rows if row["Type"] == "run"]
     http = [row for row in rows if row["Type"] not in ("run", "") and row["Name"] != "Aggregated"]
@@ -238,14 +238,14 @@ def summarize(csv_prefix: Path, lost: int, max_failure_ratio: float) -> list[str
     if http_sum["count"]:
         out(f"HTTP latency: {_percentiles(http_sum)}")
     out(f"lost runs: {lost}")
-    if not counts:
-        problems.append(f"{runs_file} is missing")
-    if lost:
-        problems.append(f"{lost} runs were lost")
-    if run_sum["count"] == 0:
-        problems.append("no run finished")
-    if ratio > max_failure_ratio:
-        problems.append(f"failure ratio {ratio:.4%} is above {max_failure_ratio:.4%}")
+    problems = load_problems(
+        has_counts=bool(counts),
+        runs_file=runs_file,
+        lost=lost,
+        finished=run_sum["count"],
+        ratio=ratio,
+        max_failure_ratio=max_failure_ratio,
+    )
     if failures:
         for row in read_failures(csv_prefix):
             out(f"  {row['Occurrences']} x {row['Method']} {row['Name']}: {row['Error'][:300]}")

@@ -34,6 +34,7 @@ from .common_run import (
     HERE,
     ROOT,
     float_of,
+    load_problems,
     locust_flags,
     out,
     prepare_csv_prefix,
@@ -60,7 +61,6 @@ def locust_command(args: argparse.Namespace, redis_url: str, queue: str, csv_pre
 def summarize(csv_prefix: Path, max_failure_ratio: float) -> list[str]:
     """Print the run events' figures; returns what is wrong with them."""
     runs_file = Path(f"{csv_prefix}_runs.json")
-    problems: list[str] = []
     rows = read_stats(csv_prefix)
     if rows is None:
         return [f"locust wrote no stats ({csv_prefix}_stats.csv is missing)"]
@@ -92,14 +92,14 @@ def summarize(csv_prefix: Path, max_failure_ratio: float) -> list[str]:
             f"p99 {float_of(total_row, '99%'):.0f} ms"
         )
     out(f"lost runs: {lost}" + ("" if counts else " (locust wrote no run counts)"))
-    if not counts:
-        problems.append(f"{runs_file} is missing")
-    if lost:
-        problems.append(f"{lost} runs were lost")
-    if requests == 0:
-        problems.append("no run finished")
-    if ratio > max_failure_ratio:
-        problems.append(f"failure ratio {ratio:.4%} is above {max_failure_ratio:.4%}")
+    problems = load_problems(
+        has_counts=bool(counts),
+        runs_file=runs_file,
+        lost=lost,
+        finished=requests,
+        ratio=ratio,
+        max_failure_ratio=max_failure_ratio,
+    )
     if failures:
         for row in read_failures(csv_prefix):
             out(f"  {row['Occurrences']} x {row['Name']}: {row['Error']}")

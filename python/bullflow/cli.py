@@ -276,22 +276,10 @@ async def _serve(
         worker_loop=args.worker_loop,
         heartbeat_interval=args.heartbeat_interval or None,
     )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals_seen: list[str] = []
-
-    def on_signal(signum: int) -> None:
-        name = signal.Signals(signum).name
-        signals_seen.append(name)
-        if len(signals_seen) == 1:
-            logger.info("%s: stopping; finishing the nodes that run (again to stop at once)", name)
-            stop.set()
-        else:
-            logger.warning("%s (second signal): stopping at once; unfinished jobs go back to the queue", name)
-            _hard_exit(EXIT_RUN_FAILED)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+    stop = _stop_on_signals(
+        "stopping; finishing the nodes that run (again to stop at once)",
+        "stopping at once; unfinished jobs go back to the queue",
+    )
 
     adapter.start()
     count = len(adapter.runtime.blueprints)
@@ -304,8 +292,8 @@ async def _serve(
         "" if count == 1 else "s",
         len(adapter.runtime.registry),
     )
-    serving = loop.create_task(adapter.run())
-    stopping = loop.create_task(stop.wait())
+    serving = asyncio.create_task(adapter.run())
+    stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     code = EXIT_OK
     if not stop.is_set():
@@ -318,6 +306,28 @@ async def _serve(
         serving.cancel()
     logger.info("worker stopped after %d jobs", adapter.jobs_processed)
     _hard_exit(code)
+
+
+def _stop_on_signals(first: str, second: str) -> asyncio.Event:
+    """SIGTERM/SIGINT handlers for a worker process: the first signal sets the returned event (the
+    caller drains), a second exits at once. ``first``/``second`` are logged after the signal name."""
+    stop = asyncio.Event()
+    seen: list[str] = []
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        seen.append(name)
+        if len(seen) == 1:
+            logger.info("%s: %s", name, first)
+            stop.set()
+        else:
+            logger.warning("%s (second signal): %s", name, second)
+            _hard_exit(EXIT_RUN_FAILED)
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return stop
 
 
 def _hard_exit(code: int) -> NoReturn:
@@ -392,22 +402,10 @@ async def _serve_durable(
         reconcile_interval=args.reconcile_interval or None,
         heartbeat_interval=args.heartbeat_interval or None,
     )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals_seen: list[str] = []
-
-    def on_signal(signum: int) -> None:
-        name = signal.Signals(signum).name
-        signals_seen.append(name)
-        if len(signals_seen) == 1:
-            logger.info("%s: stopping; finishing the activations that run (again to stop at once)", name)
-            stop.set()
-        else:
-            logger.warning("%s (second signal): stopping at once; leases expire and others take over", name)
-            _hard_exit(EXIT_RUN_FAILED)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+    stop = _stop_on_signals(
+        "stopping; finishing the activations that run (again to stop at once)",
+        "stopping at once; leases expire and others take over",
+    )
     await workers.start()
     logger.info(
         "durable worker ready: queue %r on %s, concurrency %d, workflows %s",

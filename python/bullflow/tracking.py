@@ -293,7 +293,8 @@ async def run_view(redis: Redis, run_id: str, *, log_limit: int = 1000) -> RunVi
     pipe.hgetall(keys.run_key(run_id))
     pipe.get(keys.status_key(run_id))
     pipe.xrevrange(keys.run_log_key(run_id), count=max(1, log_limit))
-    fields, status_text, log_raw = await pipe.execute()
+    pipe.hget(keys.state_key(run_id), "blueprintVersion")
+    fields, status_text, log_raw, version = await pipe.execute()
     logs = _log_entries(list(reversed(log_raw)))
     final, reason = _final_status(status_text)
     if not fields:
@@ -309,7 +310,6 @@ async def run_view(redis: Redis, run_id: str, *, log_limit: int = 1000) -> RunVi
     tasks = await _tasks(redis, run_id, f, info, status)
     updated = _int(f.get("lu"))
     finished = _int(f.get("tf")) or (updated if status in FINAL_RUN_STATUSES else 0)
-    version = await cast("Any", redis.hget(keys.state_key(run_id), "blueprintVersion"))
     version_value = _json(version)
     return RunView(
         run_id=run_id,
