@@ -33,6 +33,7 @@ from bullflow.coordination import (
     RunOptions,
     graph_fields,
 )
+from bullflow.job_batch import FINISH_KEYS
 from bullflow.python_coordination import PythonCoordinationStore
 from bullflow.scripts import ScriptCode, ScriptRunner
 from bullflow.settings import RedisSettings
@@ -42,8 +43,6 @@ IMPLS = ["lua", "python"]
 OPTIONS = RunOptions()
 TOKEN = "bench-token"
 LOCK_MS = 30_000
-# finishJob's KEYS[1..9] in the order of the script's header; KEYS[10] is the finished job's hash
-FINISH_KEYS = ("wait", "active", "meta", "events", "delayed", "marker", "stalled", "completed", "prioritized")
 
 
 def blueprint(nodes: list[str], edges: list[str], id: str) -> CompiledBlueprint:
@@ -300,6 +299,11 @@ def test_store_graph(benchmark: Any, env: Env) -> None:
     assert len(stored) * 2 == len(graph_fields(CHAIN_20))
 
 
+def finish_head(prefix: str) -> tuple[Any, ...]:
+    """finishJobs' ARGV[1..5]."""
+    return (prefix, LOCK_MS, keys.RUN_PREFIX, keys.STATE_PREFIX, keys.GRAPH_PREFIX)
+
+
 async def _never(job: Any, token: str) -> None:  # the worker never runs: jobs are taken by hand
     raise AssertionError("not called")
 
@@ -343,29 +347,18 @@ def test_finish_job(benchmark: Any, redis_server: str, run_async: Any) -> None:
     def finish(job_id: str) -> None:
         reply = run_async(
             lambda: runner.run(
-                "finishJob",
-                [qk[name] for name in FINISH_KEYS] + [prefix + job_id],
-                [
-                    prefix,
-                    job_id,
-                    TOKEN,
-                    LOCK_MS,
-                    -1,
-                    "604800",
-                    "1",
-                    keys.RUN_PREFIX,
-                    keys.STATE_PREFIX,
-                    keys.GRAPH_PREFIX,
-                ],
+                "finishJobs",
+                [qk[name] for name in FINISH_KEYS],
+                [*finish_head(prefix), 1, job_id, TOKEN, -1, "604800", "1", 0],
             )
-        )
+        )[0]
         assert int(reply[0]) == ScriptCode.STORED and reply[1], reply
         next_id = reply[1][1]
         next_id = next_id.decode() if isinstance(next_id, bytes) else str(next_id)
         taken.append(job_id)
         active.append(next_id)
 
-    benchmark.group = "scripts: finishJob (complete + take next)"
+    benchmark.group = "scripts: finishJobs (one job: complete + take next)"
     benchmark.extra_info.update(impl="lua", coordination="lua")
     try:
         benchmark.pedantic(finish, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=5)

@@ -120,10 +120,10 @@ def test_run_tracking_keys_are_the_ones_the_scripts_write() -> None:
     assert f'"{keys.RUN_LOG_PREFIX}" .. run.id' in log_run
     assert f'"{keys.RUN_LOG_PREFIX}" .. run.id' in (lua / "includes" / "publishStatus.lua").read_text()
     assert f'"{keys.RUN_INDEX_KEY}"' in (lua / "startRun-11.lua").read_text()
-    track = (lua / "includes" / "trackNode.lua").read_text()
-    assert f'"{keys.METRICS_KEY}"' in track and f'"{keys.METRICS_MINUTE_PREFIX}"' in track
-    latency = (lua / "includes" / "countLatency.lua").read_text()
-    assert f'"{keys.METRICS_KEY}"' in latency
-    bounds = latency.split("ipairs({", 1)[1].split("})", 1)[0]
+    counts = (lua / "includes" / "writeNodeCounts.lua").read_text()
+    assert f'"{keys.METRICS_KEY}"' in counts and f'"{keys.METRICS_MINUTE_PREFIX}"' in counts
+    assert f'"{keys.METRICS_KEY}"' in (lua / "includes" / "countLatency.lua").read_text()
+    bucket = (lua / "includes" / "latencyBucket.lua").read_text()
+    bounds = bucket.split("ipairs({", 1)[1].split("})", 1)[0]
     assert tuple(int(b) for b in bounds.split(",")) == tracking.LATENCY_BUCKETS_MS
     assert python_coordination._LATENCY_BUCKETS_MS == tracking.LATENCY_BUCKETS_MS

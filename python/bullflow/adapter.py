@@ -43,11 +43,12 @@ from .coordination import CoordinationStore, NodeCommit, RedisCoordinationStore,
 from .exceptions import BullflowError, CodecError, NodeError
 from .execution import _lookup, _node_definition, _Outcome, _Run, split_dynamic_nodes
 from .fleet import DEFAULT_HEARTBEAT_INTERVAL, WorkerHeartbeat
+from .job_batch import FinishBatcher, log_commit_reply
 from .nodes import NodeImplementation, NodeResult
 from .pubsub import listen_for_ids
 from .redis_context import RedisContext, evaluate_lazily
 from .runtime import FlowRuntime
-from .scripts import ScriptCode, load_scripts
+from .scripts import ScriptCode
 from .settings import RedisSettings
 
 __all__ = ["BullMQAdapter"]
@@ -163,8 +164,9 @@ class BullMQAdapter:
     ``"lua"`` (default, :class:`RedisCoordinationStore`), ``"python"``
     (:class:`~bullflow.python_coordination.PythonCoordinationStore`) or a store instance;
     ``concurrency`` is the number of jobs this process runs at once; ``worker_loop`` is
-    ``"fast"`` (default: a job's commit and ``finishJob`` -- complete the job, take the next one,
-    read what its node needs -- in one round trip), ``"chained"`` (the commit pipelined with
+    ``"fast"`` (default: the commits of the jobs this process's slots finish at the same time,
+    those jobs completed and the next ones taken, with what their nodes need read along, in one
+    ``finishJobs`` call; :mod:`bullflow.job_batch`), ``"chained"`` (the commit pipelined with
     bullmq's own ``moveToFinished`` that fetches the next job) or ``"bullmq"`` (the stock
     ``bullmq.Worker`` loop: commit, then bullmq's finish and fetch calls);
     ``heartbeat_interval`` is the seconds between the heartbeats that list this worker as live
@@ -224,6 +226,7 @@ class BullMQAdapter:
         )
         self.redis: Redis | None = None
         self.worker: Worker | None = None
+        self.batcher: FinishBatcher | None = None
         self._worker_opts: dict[str, Any] = {
             "concurrency": self.concurrency,
             "prefix": self.run_options.queue_prefix,
@@ -234,9 +237,6 @@ class BullMQAdapter:
         }
         if worker_name:
             self._worker_opts["name"] = worker_name
-        qk = keys.queue_keys(queue_name, self.run_options.queue_prefix)
-        self._queue_prefix = keys.queue_key_prefix(queue_name, self.run_options.queue_prefix)
-        self._finish_keys = [qk[n] for n in _FINISH_KEYS]
         self._compiled_by_hash: dict[str, CompiledBlueprint] = {}
         self._compiled_by_id: dict[str, tuple[Blueprint, CompiledBlueprint]] = {}
         self._learned: dict[tuple[str, int], tuple[str, ...]] = {}
@@ -267,7 +267,15 @@ class BullMQAdapter:
         }
         opts = {**self._worker_opts, "connection": connection}
         if self.worker_loop in ("fast", "chained"):
-            self.worker = _ChainingWorker(self, self.queue_name, opts, fast=self.worker_loop == "fast")
+            if self.worker_loop == "fast":
+                self.batcher = FinishBatcher(
+                    self.redis,
+                    self.store,
+                    self.queue_name,
+                    self.run_options.queue_prefix,
+                    int(self._worker_opts["lockDuration"]),
+                )
+            self.worker = _ChainingWorker(self, self.queue_name, opts, batcher=self.batcher)
         else:
             self.worker = Worker(self.queue_name, self._process, opts)
         self._run_task = loop.create_task(self._run_worker())
@@ -778,31 +786,6 @@ class BullMQAdapter:
         order; returns ``moveToFinished``'s reply (decoded as bullmq's own connection would)."""
         return _decoded(await self._commit_then(commit, finish.sha, finish.script, len(keys_), keys_, args))
 
-    async def finish_job_fast(self, commit: NodeCommit | None, job: Any, token: str, fetch: bool) -> Any:
-        """Commit (if any) and ``finishJob`` (complete the job, take the next one, read what it
-        needs) in one pipelined round trip. Returns ``finishJob``'s reply, or None when the job
-        needs bullmq's own ``moveToFinished`` (the commit is applied either way)."""
-        script = load_scripts()["finishJob"]
-        prefix = self._queue_prefix
-        keep, age = _keep_jobs(job.opts.get("removeOnComplete", False))
-        keys_ = [*self._finish_keys, prefix + str(job.id)]
-        args = [
-            prefix,
-            job.id,
-            token,
-            self._worker_opts["lockDuration"],
-            keep,
-            age,
-            "1" if fetch else "0",
-            keys.RUN_PREFIX,
-            keys.STATE_PREFIX,
-            keys.GRAPH_PREFIX,
-        ]
-        finished = await self._commit_then(commit, script.sha, script.source, script.num_keys, keys_, args)
-        if int(finished[0]) == ScriptCode.USE_BULLMQ:
-            return None
-        return finished
-
     async def _commit_then(
         self,
         commit: NodeCommit | None,
@@ -856,7 +839,7 @@ class BullMQAdapter:
     def _preloaded(
         self, run_id: str, compiled: CompiledBlueprint | None, index: int | None, preload: Any
     ) -> dict[str, Any] | None:
-        """The reply of :meth:`_read` from what ``finishJob`` read along with the job, when it
+        """The reply of :meth:`_read` from what ``finishJobs`` read along with the job, when it
         is for the graph and node this worker resolved and the node needs no other field."""
         run_fields, lua_index, node_fields, node_input = preload
         if not run_fields or compiled is None or index is None or lua_index is False:
@@ -1008,19 +991,6 @@ def _make_store(choice: str, redis: Redis, queue_name: str, queue_prefix: str) -
     raise ValueError(f"coordination_store must be 'lua', 'python' or a store instance, not {choice!r}")
 
 
-_FINISH_KEYS = (
-    "wait",
-    "active",
-    "meta",
-    "events",
-    "delayed",
-    "marker",
-    "stalled",
-    "completed",
-    "prioritized",
-)
-
-
 def _keep_jobs(option: Any) -> tuple[int, str]:
     """bullmq's ``removeOnComplete`` as (jobs to keep: -1 all, 0 none, n newest; max age or "")."""
     if option is True:
@@ -1084,10 +1054,12 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
     ready for that iteration, so the late commit is the same commit). A closing worker takes no
     new job."""
 
-    def __init__(self, adapter: BullMQAdapter, name: str, opts: dict[str, Any], *, fast: bool) -> None:
+    def __init__(
+        self, adapter: BullMQAdapter, name: str, opts: dict[str, Any], *, batcher: FinishBatcher | None
+    ) -> None:
         super().__init__(name, adapter.job_commit, opts)
         self.adapter = adapter
-        self.fast = fast
+        self.batcher = batcher
 
     async def moveToActive(self, token: str) -> Any:
         # bullmq's loop may start waiting for a job just after close() cancelled the wait; when a
@@ -1120,12 +1092,15 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
             fetch = not self.closing and not self.paused
             if commit is not None and fetch:
                 commit.fetching = True  # this slot takes the next waiting job in the same round trip
-            if self.fast:
-                reply = await self.adapter.finish_job_fast(commit, job, token, fetch)
-                if reply is not None:
+            if self.batcher is not None:
+                keep, age = _keep_jobs(job.opts.get("removeOnComplete", False))
+                reply = await self.batcher.finish(commit, str(job.id), token, keep, age, fetch)
+                if commit is not None:
+                    log_commit_reply(commit, reply.committed)
+                if reply.code != ScriptCode.USE_BULLMQ:
                     job.attemptsMade = job.attemptsMade + 1
                     self.emit("completed", job, None)
-                    return await self._next_from(reply[1], token) if fetch else None
+                    return await self._next_from(reply.taken, token) if fetch else None
                 commit = None  # applied; bullmq's script finishes this job (and takes the next one)
             keys_, args = self.scripts.moveToCompletedArgs(
                 job, None, job.opts.get("removeOnComplete", False), token, fetch
@@ -1161,7 +1136,7 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
             self.lockManager.untrack_job(job.id)
 
     async def _next_from(self, taken: Any, token: str) -> Any:
-        """The job ``finishJob`` took (with the read it made for it), or None. A plain job becomes
+        """The job ``finishJobs`` took (with the read it made for it), or None. A plain job becomes
         a :class:`_LightJob`; one a job scheduler made goes through bullmq's own bookkeeping."""
         if not taken:
             return None

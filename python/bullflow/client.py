@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
@@ -15,12 +16,13 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import NoScriptError
 
 from . import keys
 from ._impl import decode_value, encode_value
 from .blueprint import BlueprintSource
 from .compile import CompiledBlueprint
-from .coordination import CoordinationStore, RedisCoordinationStore, RunOptions
+from .coordination import CommitResult, CoordinationStore, RedisCoordinationStore, RunOptions, start_run_call
 from .exceptions import BullflowError, ResumeError
 from .results import WorkflowError, WorkflowResult
 from .runtime import FlowRuntime
@@ -32,6 +34,13 @@ __all__ = ["Client", "RunHandle", "result_from_status"]
 logger = logging.getLogger(__name__)
 
 _MISSING: Any = object()
+_START_CHUNK = 256  # startRun calls per pipeline in start_many
+
+
+def _context_pairs(context: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    return [(str(k), encode_value(v, str(k)).decode()) for k, v in (context or {}).items()]
+
+
 _FINAL = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -163,21 +172,78 @@ class Client:
         the start nodes enqueued in one script. Returns at once; ``result()`` waits."""
         compiled = self.compiled(blueprint_id)
         run_id = run_id or str(uuid.uuid4())
-        pairs = [(str(k), encode_value(v, str(k)).decode()) for k, v in (context or {}).items()]
+        pairs = _context_pairs(context)
         await self._subscribe()  # before the run exists: its status cannot be missed
-        first: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(run_id, []).append(first)
+        first = self._expect(run_id)
         try:
             outcome = await self.store.start_run(run_id, compiled, pairs, self.run_options)
         except BaseException:
             self._waiters.pop(run_id, None)
             raise
+        self._check_started(run_id, outcome)
+        return RunHandle(self, run_id, compiled.id, first)
+
+    async def start_many(
+        self, blueprint_id: str, contexts: Iterable[Mapping[str, Any] | None] | int
+    ) -> list[RunHandle]:
+        """Start one run per context (or ``contexts`` runs without one), as :meth:`start` does,
+        with the ``startRun`` calls pipelined: one round trip per 256 runs instead of one each.
+        Returns their handles in order."""
+        compiled = self.compiled(blueprint_id)
+        items = [
+            (str(uuid.uuid4()), _context_pairs(context))
+            for context in (itertools.repeat(None, contexts) if isinstance(contexts, int) else contexts)
+        ]
+        await self._subscribe()
+        firsts = [self._expect(run_id) for run_id, _ in items]
+        handles: list[RunHandle] = []
+        try:
+            replies: list[Any] = [None] * len(items)
+            store = self.store
+            if isinstance(store, RedisCoordinationStore) and items:
+                await store.store_graph(compiled)
+                script = store.scripts.scripts["startRun"]
+                for at in range(0, len(items), _START_CHUNK):
+                    pipe = self.redis.pipeline(transaction=False)
+                    for run_id, pairs in items[at : at + _START_CHUNK]:
+                        keys_, args = start_run_call(
+                            run_id,
+                            compiled,
+                            pairs,
+                            self.run_options,
+                            self.queue_name,
+                            self.run_options.queue_prefix,
+                        )
+                        pipe.evalsha(script.sha, script.num_keys, *keys_, *args)
+                    replies[at : at + _START_CHUNK] = await pipe.execute(raise_on_error=False)
+            for (run_id, pairs), reply, first in zip(items, replies, firsts, strict=True):
+                if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                    raise reply
+                if isinstance(reply, list) and int(reply[0]) == ScriptCode.STORED:
+                    outcome = CommitResult(ScriptCode.STORED, int(reply[1]), None)
+                else:
+                    # not pipelined, a NOSCRIPT (nothing ran) or a graph the server lost
+                    outcome = await store.start_run(run_id, compiled, pairs, self.run_options)
+                self._check_started(run_id, outcome)
+                handles.append(RunHandle(self, run_id, compiled.id, first))
+        except BaseException:
+            for run_id, _ in items[len(handles) :]:
+                self._waiters.pop(run_id, None)
+            raise
+        return handles
+
+    def _expect(self, run_id: str) -> asyncio.Future[bytes]:
+        """A waiter for the run's first status, registered before the run exists."""
+        first: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(run_id, []).append(first)
+        return first
+
+    def _check_started(self, run_id: str, outcome: CommitResult) -> None:
         if outcome.code != ScriptCode.STORED:
             self._waiters.pop(run_id, None)
             if outcome.code == ScriptCode.ALREADY_PRESENT:
                 raise BullflowError(f"a run with id {run_id!r} exists already")
             raise BullflowError(f"could not start run {run_id!r}: startRun returned {outcome.code.name}")
-        return RunHandle(self, run_id, compiled.id, first)
 
     def handle(self, run_id: str, blueprint_id: str = "") -> RunHandle:
         """A handle on a run started elsewhere."""

@@ -290,6 +290,12 @@ class RedisCoordinationStore:
         script = self.scripts.scripts["completeNode"]
         pipe.evalsha(script.sha, script.num_keys, *keys_, *args)
 
+    def commit_values(self, commit: NodeCommit) -> list[Any]:
+        """The commit as one group of ``finishJobs`` values: ``completeNode``'s KEYS[1..4] (the
+        run's keys) followed by its ARGV."""
+        keys_, args = self._complete_node_call(commit)
+        return [*keys_[:4], *args]
+
     def _complete_node_call(self, commit: NodeCommit) -> tuple[list[str], list[Any]]:
         extra: dict[str, Any] = {}
         if commit.errors:

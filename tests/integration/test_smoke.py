@@ -57,20 +57,42 @@ CHAIN: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("reloaded", ["none", "finishJob"])
+@pytest.mark.parametrize("reloaded", ["none", "finishJobs"])
 async def test_a_commit_after_a_script_flush_still_wakes_the_next_node(
     make_adapter: Any, make_client: Any, redis_client: Any, reloaded: str
 ) -> None:
-    """After SCRIPT FLUSH (a restarted server) the fast loop's pipelined commit and finishJob get
-    NOSCRIPT: the commit is applied first, and when the job was finished without taking the next
-    one, the next node's job wakes a waiting worker instead of waiting out its blocking timeout
-    (5 s)."""
+    """After SCRIPT FLUSH (a restarted server) the fast loop's finishJobs call (or, with it
+    loaded again, the client's scripts) gets NOSCRIPT: the script is loaded and the call made
+    again, and the next node runs at once instead of waiting out the blocking timeout (5 s)."""
     make_adapter([CHAIN], concurrency=2, worker_loop="fast")
     client = make_client([CHAIN])
     assert (await (await client.start("chain3")).result(20)).status == "completed"
     await redis_client.script_flush()
-    if reloaded == "finishJob":
-        await redis_client.script_load(load_scripts()["finishJob"].source)
+    if reloaded == "finishJobs":
+        await redis_client.script_load(load_scripts()["finishJobs"].source)
     result = await (await client.start("chain3")).result(2.5)
     assert result.status == "completed"
     assert result.context["_outputs.C"] == "C(B(A(None)))"
+
+
+@pytest.mark.parametrize("server", ["as-is", "script-flush", "flushall"])
+async def test_start_many_starts_every_run_with_its_context(
+    make_adapter: Any, make_client: Any, redis_client: Any, server: str
+) -> None:
+    """``start_many`` pipelines the startRun calls: every run starts with its own context and
+    completes; after SCRIPT FLUSH (NOSCRIPT) or FLUSHALL (the graph gone) the runs start all
+    the same."""
+    make_adapter([CHAIN], concurrency=8)
+    client = make_client([CHAIN])
+    assert await client.start_many("chain3", 0) == []
+    assert (await (await client.start("chain3")).result(20)).status == "completed"
+    if server == "script-flush":
+        await redis_client.script_flush()
+    elif server == "flushall":
+        await redis_client.flushall()
+    handles = await client.start_many("chain3", [{"n": i} for i in range(300)])
+    assert len({h.run_id for h in handles}) == 300
+    results = [await h.result(30) for h in handles]
+    assert [r.status for r in results] == ["completed"] * 300
+    assert [r.context["n"] for r in results] == list(range(300))
+    assert all(r.context["_outputs.C"] == "C(B(A(None)))" for r in results)

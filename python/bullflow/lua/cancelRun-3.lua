@@ -18,6 +18,7 @@
 -- @include "isJsonText"
 -- @include "buildStatus"
 -- @include "logRun"
+-- @include "latencyBucket"
 -- @include "countLatency"
 -- @include "publishStatus"
 

@@ -29,11 +29,15 @@
 -- @include "isJsonText"
 -- @include "buildStatus"
 -- @include "logRun"
+-- @include "latencyBucket"
 -- @include "countLatency"
 -- @include "publishStatus"
 -- @include "recordError"
 -- @include "settleRun"
 -- @include "readTask"
+-- @include "newNodeCounts"
+-- @include "countNode"
+-- @include "writeNodeCounts"
 -- @include "trackNode"
 
 local run = loadRun(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
@@ -49,7 +53,6 @@ if nodeStatus(run, i) ~= 1 or tonumber(redis.call("HGET", run.runKey, "it:" .. i
 end
 setNodeStatus(run, i, 5)
 redis.call("HDEL", run.runKey, "rs:" .. i)
-redis.call("HSET", run.runKey, "lu", run.now)
 redis.call("HINCRBY", run.runKey, "out", -1)
 recordError(run, nodeRecord(run, i).id, ARGV[4])
 local detail = ARGV[7]

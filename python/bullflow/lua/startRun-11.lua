@@ -49,6 +49,7 @@
 -- @include "isJsonText"
 -- @include "buildStatus"
 -- @include "logRun"
+-- @include "latencyBucket"
 -- @include "countLatency"
 -- @include "publishStatus"
 -- @include "recordError"

@@ -2,12 +2,14 @@
   Node i completed and took the edges in taken (a set of edge ids; nil = every outgoing edge):
   mark it completed and resolve its successors (RunState.complete). A loop controller that
   continues resets its body first; a fallback node carries the edges of the node it stands in
-  for.
+  for. known: the node's {"w:<i>", "ff:<i>"} fields when the caller read them.
 ]]
-local function completeNodeState(run, i, taken)
+local function completeNodeState(run, i, taken, known)
   local rec = nodeRecord(run, i)
-  setNodeStatus(run, i, 3)
-  local f = redis.call("HMGET", run.runKey, "w:" .. i, "ff:" .. i)
+  if run.statuses[i] ~= 3 then
+    setNodeStatus(run, i, 3)
+  end
+  local f = known or redis.call("HMGET", run.runKey, "w:" .. i, "ff:" .. i)
   local w = tonumber(f[1] or "0") + 1
   local original = tonumber(f[2] or "-1")
   if original >= 0 then

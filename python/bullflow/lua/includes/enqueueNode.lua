@@ -5,7 +5,8 @@
   priority}, "added" + "waiting"/"delayed" events, the wait list or the delayed set, and the
   marker that wakes blocked workers. Job id: <runId>_<nodeId>, plus _<it> after the first
   iteration. A job id that exists already is left alone (bullmq's duplicate rule). q is the
-  table of queue keys {wait, meta, id, active, events, marker, delayed}. With run.skipMarker the
+  table of queue keys {wait, meta, id, active, events, marker, delayed}; it caches the queue's
+  event limit and pause state for the script. With run.skipMarker the
   marker that wakes blocked workers is not set (the committing worker takes the job itself).
 ]]
 local function enqueueNode(run, q, i, it, delay)
@@ -15,10 +16,10 @@ local function enqueueNode(run, q, i, it, delay)
     jobId = jobId .. "_" .. it
   end
   local jobKey = run.queue .. jobId
-  if not run.maxEvents then
-    run.maxEvents = getOrSetMaxEvents(q.meta)
+  if not q.maxEvents then
+    q.maxEvents = getOrSetMaxEvents(q.meta)
   end
-  local maxEvents = run.maxEvents
+  local maxEvents = q.maxEvents
   redis.call("INCR", q.id)
   if redis.call("EXISTS", jobKey) == 1 then
     redis.call("XADD", q.events, "MAXLEN", "~", maxEvents, "*", "event", "duplicated", "jobId", jobId)
@@ -59,17 +60,18 @@ local function enqueueNode(run, q, i, it, delay)
       redis.call("ZADD", q.marker, nextAt / 0x1000, "1")
     end
   else
-    if run.pausedOrMaxed == nil then
+    if q.pausedOrMaxed == nil then
       local meta = redis.call("HMGET", q.meta, "paused", "concurrency")
-      run.pausedOrMaxed = meta[1] ~= false
-      if not run.pausedOrMaxed and meta[2] then
-        run.pausedOrMaxed = redis.call("LLEN", q.active) >= tonumber(meta[2])
+      q.pausedOrMaxed = meta[1] ~= false
+      if not q.pausedOrMaxed and meta[2] then
+        q.pausedOrMaxed = redis.call("LLEN", q.active) >= tonumber(meta[2])
       end
     end
-    local pausedOrMaxed = run.pausedOrMaxed
+    local pausedOrMaxed = q.pausedOrMaxed
     redis.call("LPUSH", q.wait, jobId)
-    if not pausedOrMaxed and not run.skipMarker then
+    if not pausedOrMaxed and not run.skipMarker and not q.marked then
       redis.call("ZADD", q.marker, 0, "0")
+      q.marked = true -- nothing pops it before the script ends
     end
     redis.call("XADD", q.events, "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId", jobId)
   end

@@ -9,7 +9,7 @@ local function enqueueReady(run, q)
   -- blocked workers are not woken for it.
   run.skipMarker = run.fetching and #run.ready == 1 and redis.call("LLEN", q.wait) == 0
   for _, t in ipairs(run.ready) do
-    local it = tonumber(redis.call("HGET", run.runKey, "it:" .. t) or "0")
+    local it = run.iterations[t] or tonumber(redis.call("HGET", run.runKey, "it:" .. t) or "0")
     enqueueNode(run, q, t, it, 0)
   end
   if run.loopError then

@@ -2,17 +2,23 @@
   Node t becomes ready at wave w: status ready, its iteration counter advances when it ran
   before, its arrivals are forgotten, and it is queued in run.ready (enqueued by the caller).
   Past the run's wave limit nothing becomes ready and run.loopError names the node instead.
+  previous: the node's "w:<t>" field when the caller read it (false: absent; nil: read it); it:
+  its "it:<t>" field when the caller read it along (run.iterations keeps the iteration).
 ]]
-local function makeReady(run, t, w)
+local function makeReady(run, t, w, previous, it)
   if w > run.maxWaves then
     run.loopError = run.loopError or t
     return
   end
-  local previous = redis.call("HGET", run.runKey, "w:" .. t)
+  if previous == nil then
+    previous = redis.call("HGET", run.runKey, "w:" .. t)
+  end
   run.statuses[t] = 1
   redis.call("HSET", run.runKey, "s:" .. t, 1, "w:" .. t, w)
   if previous then
-    redis.call("HINCRBY", run.runKey, "it:" .. t, 1)
+    run.iterations[t] = redis.call("HINCRBY", run.runKey, "it:" .. t, 1)
+  elseif it ~= nil then
+    run.iterations[t] = tonumber(it or "0")
   end
   clearNodeSets(run, t, false)
   table.insert(run.ready, t)

@@ -13,7 +13,19 @@ local function propagate(run, items, w)
     local t, p, arrived = item[1], item[2], item[3]
     local rec = nodeRecord(run, t)
     local st = nodeStatus(run, t)
-    if st ~= 0 then
+    -- one static predecessor, none resolved yet and none added while running (batch workers):
+    -- this arrival is the only one, and the node runs without the bookkeeping of its sets
+    local direct = false
+    if st == 0 and arrived and rec.npreds == 1 and not rec.back[p] and not rec.lc and not rec.any then
+      local f = redis.call("HMGET", run.runKey, "r:" .. t .. "#", "x:" .. t .. "#", "w:" .. t, "it:" .. t)
+      if not f[1] and not f[2] then
+        makeReady(run, t, w, f[3], f[4])
+        direct = true
+      end
+    end
+    if direct then
+      -- done above
+    elseif st ~= 0 then
       if arrived and st == 3 and rec.lc then
         makeReady(run, t, w)
       end

@@ -1,4 +1,5 @@
-"""lua/finishJob-10.lua against a real redis-server, as a black box.
+"""lua/finishJobs-10.lua against a real redis-server, as a black box (one job per call here; the
+batches of several jobs in ``test_finishJobs_batch.py``).
 
 Jobs are added with bullmq's own ``Queue`` and taken with bullmq's own ``Worker`` (not running:
 ``getNextJob``). Where the script claims to do what bullmq's ``moveToFinished`` (with fetchNext)
@@ -29,8 +30,19 @@ from bullflow.settings import RedisSettings
 
 TOKEN = "worker-token"
 LOCK_MS = 12_345
-# KEYS[1..9] in the order of the script's header; KEYS[10] is the finished job's hash
-FINISH_KEYS = ("wait", "active", "meta", "events", "delayed", "marker", "stalled", "completed", "prioritized")
+# finishJobs' KEYS, in the order of its header
+FINISH_KEYS = (
+    "wait",
+    "active",
+    "meta",
+    "events",
+    "delayed",
+    "marker",
+    "stalled",
+    "completed",
+    "prioritized",
+    "id",
+)
 TIME_FIELDS = frozenset({"timestamp", "processedOn", "finishedOn"})
 TIME = "<time>"
 COMPLETED_A = {"event": "completed", "jobId": "a", "returnvalue": "null", "prev": "active"}
@@ -94,21 +106,42 @@ class Bench:
         fetch: bool = True,
         lock_ms: int = LOCK_MS,
     ) -> Any:
-        return await ScriptRunner(self.redis).run(
-            "finishJob",
-            [self.keys[name] for name in FINISH_KEYS] + [self.prefix + job_id],
+        replies = await ScriptRunner(self.redis).run(
+            "finishJobs",
+            [self.keys[name] for name in FINISH_KEYS],
             [
                 self.prefix,
-                job_id,
-                token,
                 lock_ms,
-                keep,
-                age,
-                "1" if fetch else "0",
                 keys.RUN_PREFIX,
                 keys.STATE_PREFIX,
                 keys.GRAPH_PREFIX,
+                1,
+                job_id,
+                token,
+                keep,
+                age,
+                "1" if fetch else "0",
+                0,
             ],
+        )
+        code, taken, committed = replies[0]
+        assert committed is None
+        return [code, taken]
+
+    async def finish_many(self, entries: list[tuple[str, bool, list[Any]]], *, token: str = TOKEN) -> Any:
+        """One finishJobs call for several jobs: (job id, fetch, commit values) each."""
+        args: list[Any] = [
+            self.prefix,
+            LOCK_MS,
+            keys.RUN_PREFIX,
+            keys.STATE_PREFIX,
+            keys.GRAPH_PREFIX,
+            len(entries),
+        ]
+        for job_id, fetch, values in entries:
+            args += [job_id, token, -1, "", "1" if fetch else "0", len(values), *values]
+        return await ScriptRunner(self.redis).run(
+            "finishJobs", [self.keys[name] for name in FINISH_KEYS], args
         )
 
     async def job(self, job_id: str) -> dict[str, str]:
@@ -198,7 +231,7 @@ async def bench(redis_client: Redis, connection: dict[str, Any], key_prefix: str
 async def pair(
     redis_client: Redis, connection: dict[str, Any], key_prefix: str
 ) -> AsyncIterator[tuple[Bench, Bench]]:
-    """Two queues: the first is finished with finishJob, the second with bullmq's moveToFinished."""
+    """Two queues: the first is finished with finishJobs, the second with bullmq's moveToFinished."""
     fast = Bench(redis_client, connection, key_prefix + "f")
     try:
         ref = Bench(redis_client, connection, key_prefix + "b")
@@ -216,8 +249,8 @@ Setup = Callable[[Bench], Awaitable[Any]]
 async def run_both(
     pair: tuple[Bench, Bench], setup: Setup, *, keep: int = -1, age: str = "", fetch: bool = True
 ) -> tuple[Any, Any]:
-    """``setup`` on both queues (it returns the active job to finish); then finishJob on the
-    first, bullmq's moveToFinished on the second. Returns finishJob's reply and bullmq's
+    """``setup`` on both queues (it returns the active job to finish); then finishJobs on the
+    first, bullmq's moveToFinished on the second. Returns finishJobs's reply and bullmq's
     [next job data, next job id, ...] (or None)."""
     fast, ref = pair
     job_fast = await setup(fast)
@@ -229,7 +262,7 @@ async def run_both(
 
 
 async def assert_same_as_bullmq(pair: tuple[Bench, Bench], reply: Any, ref_next: Any) -> None:
-    """The queue finishJob finished holds what bullmq's moveToFinished left in the other one,
+    """The queue finishJobs finished holds what bullmq's moveToFinished left in the other one,
     and the same next job was taken. The events stream is compared last, so that a difference
     there does not hide one elsewhere."""
     fast, ref = pair
@@ -240,7 +273,7 @@ async def assert_same_as_bullmq(pair: tuple[Bench, Bench], reply: Any, ref_next:
     if ref_taken is None:
         assert reply[1] is None
     else:
-        assert reply[1] is not None, f"bullmq took {ref_taken}, finishJob took nothing"
+        assert reply[1] is not None, f"bullmq took {ref_taken}, finishJobs took nothing"
         assert (text(reply[1][1]), without_times(flat_to_dict(reply[1][0]))) == (
             ref_taken,
             without_times(ref_next[0]),
@@ -312,7 +345,7 @@ async def test_the_next_job_is_locked_for_the_given_duration(bench: Bench) -> No
     await assert_locked(bench, "b", lock_ms=60_000)
 
 
-# removeOnComplete as bullmq takes it, and as finishJob's ARGV[5], ARGV[6]; the completed set after
+# removeOnComplete as bullmq takes it, and as finishJobs's ARGV[5], ARGV[6]; the completed set after
 # the call (o1 finished 2 h ago, o2 30 s ago, o3 20 s ago, then a)
 KEEP_CASES = [
     pytest.param(False, -1, "", ["o1", "o2", "o3", "a"], id="keep-all"),
@@ -355,7 +388,7 @@ async def test_remove_on_complete(
 
 async def test_an_age_limit_reaching_a_child_job_is_left_to_bullmq(pair: tuple[Bench, Bench]) -> None:
     """bullmq's removeJobsByMaxAge also removes a flow's child (parentKey) older than the age, with
-    its parent's bookkeeping; finishJob leaves such a finish to bullmq's moveToFinished (-7, nothing
+    its parent's bookkeeping; finishJobs leaves such a finish to bullmq's moveToFinished (-7, nothing
     changed), which the worker then calls -- so the queue ends as bullmq leaves it."""
 
     async def setup(b: Bench) -> Any:
@@ -676,7 +709,7 @@ async def test_no_fetch_on_a_rate_limited_queue(bench: Bench) -> None:
 
 
 async def test_no_fetch_when_a_due_delayed_job_has_a_priority(bench: Bench) -> None:
-    """bullmq's moveToActive would promote the prioritized job to the prioritized set; finishJob
+    """bullmq's moveToActive would promote the prioritized job to the prioritized set; finishJobs
     promotes nothing and takes nothing."""
     await _waiting_b(bench)
     await bench.add("d1", delay=20)
@@ -726,3 +759,118 @@ async def test_promotes_due_delayed_jobs_then_takes_the_oldest_waiting(
         {"event": "active", "jobId": taken, "prev": "waiting"},
     ]
     await assert_same_as_bullmq(pair, reply, ref_next)
+
+
+# ------------------------------------------------------------------------------ batches
+
+
+async def test_a_batch_does_what_one_call_per_job_does(pair: tuple[Bench, Bench]) -> None:
+    """Three jobs finished in one call, each slot taking the next: the queue ends as bullmq's
+    moveToFinished (with fetchNext) leaves it, called once per job in the same order, and each
+    slot took the job bullmq's call took for it."""
+    fast, ref = pair
+    ref_jobs = []
+    for bench in pair:
+        for job_id in "abcdef":
+            await bench.add(job_id)
+        ref_jobs = [await bench.take() for _ in range(3)]
+    replies = await fast.finish_many([(job_id, True, []) for job_id in "abc"])
+    ref_taken = []
+    for job in ref_jobs:
+        ref_next = await job.moveToCompleted(None, TOKEN, fetchNext=True)
+        ref_taken.append(ref_next[1])
+    assert [r[0] for r in replies] == [ScriptCode.STORED] * 3
+    assert [text(r[1][1]) for r in replies] == ref_taken == ["d", "e", "f"]
+    assert all(r[2] is None for r in replies)
+    fast_keys, ref_keys = await fast.dump(exact=False), await ref.dump(exact=False)
+    fast_events, ref_events = fast_keys.pop("events", []), ref_keys.pop("events", [])
+    assert fast_keys == ref_keys
+    # the same events; one call writes its completions before its takes
+    key = json.dumps
+    assert sorted(map(key, fast_events)) == sorted(map(key, ref_events))
+
+
+async def test_a_batch_commits_each_node_then_finishes_its_job(
+    bench: Bench, redis_client: Redis, key_prefix: str
+) -> None:
+    """A diamond run driven by finishJobs alone: each job's commit (completeNode's) goes in the
+    call that completes the job; the join becomes ready in the call that commits its last
+    predecessor and a slot of that call takes it; the node metrics are counted per call."""
+    diamond = compile_blueprint(
+        load_blueprint(
+            {
+                "id": f"{key_prefix}-diamond",
+                "nodes": [{"id": n, "uses": "x"} for n in "abcd"],
+                "edges": [{"source": s_, "target": t} for s_, t in ("ab", "ac", "bd", "cd")],
+            }
+        )
+    )
+    store = RedisCoordinationStore(redis_client, bench.name)
+    run = f"{key_prefix}-run"
+    assert (await store.start_run(run, diamond, [], RunOptions())).committed
+    ix = diamond.index
+    before = await redis_client.hget(keys.METRICS_KEY, "nc")  # type: ignore[misc]
+
+    def values(node: str) -> list[Any]:
+        return store.commit_values(
+            NodeCommit(run, diamond.content_hash, ix[node], 0, writes=[(f"_outputs.{node}", f'"{node}"')])
+        )
+
+    job_a = await bench.take()
+    [(code, taken, committed)] = await bench.finish_many([(job_a.id, True, values("a"))])
+    assert (code, [text(v) for v in committed]) == (ScriptCode.STORED, [1, 2, "running"])
+    assert text(taken[1]) == keys.job_id(run, "b")
+    job_c = await bench.take()
+    assert job_c.id == keys.job_id(run, "c")
+
+    replies = await bench.finish_many(
+        [(keys.job_id(run, "b"), True, values("b")), (job_c.id, True, values("c"))]
+    )
+    assert [r[0] for r in replies] == [ScriptCode.STORED] * 2
+    assert [[text(v) for v in r[2]] for r in replies] == [[1, 0, "running"], [1, 1, "running"]]
+    assert text(replies[0][1][1]) == keys.job_id(run, "d")  # the first slot takes the join
+    assert replies[1][1] is None
+
+    [(code, taken, committed)] = await bench.finish_many([(keys.job_id(run, "d"), False, values("d"))])
+    assert (code, taken, [text(v) for v in committed]) == (ScriptCode.STORED, None, [1, 0, "completed"])
+    status = json.loads(await redis_client.get(keys.status_key(run)))
+    assert status["status"] == "completed"
+    assert {k: v for k, v in status["payload"]["context"].items() if k.startswith("_outputs.")} == {
+        f"_outputs.{n}": n for n in "abcd"
+    }
+    assert await bench.ids("completed") == [keys.job_id(run, n) for n in "abcd"]
+    assert await bench.ids("active") == [] and await bench.ids("wait") == []
+    after = await redis_client.hget(keys.METRICS_KEY, "nc")  # type: ignore[misc]
+    assert int(after) - int(before or 0) == 4
+    records = await redis_client.hmget(keys.run_key(run), [f"k:{ix[n]}" for n in "abcd"])  # type: ignore[misc]
+    assert all(json.loads(r)["t1"] > 0 for r in records)
+
+
+async def test_a_commit_that_raises_does_not_stop_the_others(
+    bench: Bench, redis_client: Redis, key_prefix: str
+) -> None:
+    """A commit that raises a script error is reported in its reply (its job is completed all the
+    same; the reconciler runs the node again) and the other jobs' commits of the call land."""
+    compiled = compile_blueprint(load_blueprint(_blueprint(key_prefix)))
+    store = RedisCoordinationStore(redis_client, bench.name)
+    good, bad = f"{key_prefix}-good", f"{key_prefix}-bad"
+    for run in (good, bad):
+        assert (await store.start_run(run, compiled, [], RunOptions())).committed
+    job_1 = await bench.take()
+    job_2 = await bench.take()
+    jobs = {job_1.id: job_1, job_2.id: job_2}
+    a = compiled.index["A"]
+    broken = store.commit_values(NodeCommit(bad, compiled.content_hash, a, 0))
+    broken[4 + 1] = "not-an-index"  # completeNode's ARGV[2]
+    fine = store.commit_values(NodeCommit(good, compiled.content_hash, a, 0))
+    replies = await bench.finish_many(
+        [(keys.job_id(bad, "A"), False, broken), (keys.job_id(good, "A"), False, fine)]
+    )
+    assert set(jobs) == {keys.job_id(bad, "A"), keys.job_id(good, "A")}
+    (code_bad, _, error), (code_good, _, committed) = replies
+    assert (code_bad, code_good) == (ScriptCode.STORED, ScriptCode.STORED)
+    assert isinstance(error, bytes) and error
+    assert [text(v) for v in committed] == [1, 1, "running"]
+    assert await redis_client.hget(keys.run_key(bad), f"s:{a}") == b"1"  # still ready: not committed
+    assert await redis_client.hget(keys.run_key(good), f"s:{a}") == b"3"
+    assert sorted(await bench.ids("completed")) == sorted(jobs)

@@ -1,0 +1,203 @@
+"""Group commit for the fast worker loop: the worker slots that finish a job in the same turn of
+the event loop share one ``finishJobs`` call (``lua/finishJobs-10.lua``) -- each slot's node
+commit, its job marked completed and, for every slot that asks, the next waiting job taken with
+what its node needs read along. One round trip and one script for the whole group instead of one
+of each per node: under load the groups grow (slots that finish while a call is in flight wait for
+the next one), when idle a group is one job and costs what a single call would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from . import keys
+from .coordination import CoordinationStore, NodeCommit, RedisCoordinationStore
+from .scripts import ScriptCode, load_scripts
+
+__all__ = ["FinishBatcher", "FinishReply"]
+
+logger = logging.getLogger(__name__)
+
+# finishJobs' KEYS, in the order of its header
+FINISH_KEYS = (
+    "wait",
+    "active",
+    "meta",
+    "events",
+    "delayed",
+    "marker",
+    "stalled",
+    "completed",
+    "prioritized",
+    "id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishReply:
+    """What ``finishJobs`` did for one job: ``code`` STORED (completed) or USE_BULLMQ (nothing
+    done: finish it with bullmq's own script); ``taken`` the next job it took for the slot (the
+    raw reply, see the script) or None; ``committed`` the commit's reply ``[code, enqueued,
+    status]``, the error text of a commit that raised, or None (no commit)."""
+
+    code: int
+    taken: Any
+    committed: Any
+
+
+@dataclass(slots=True)
+class _Entry:
+    commit: NodeCommit | None
+    job_id: str
+    token: str
+    keep: int
+    age: str
+    fetch: bool
+    future: asyncio.Future[FinishReply]
+
+
+class FinishBatcher:
+    """Collects the finishes of one worker's slots and sends them in groups of at most
+    ``max_batch``, with at most ``max_in_flight`` calls outstanding. With a client-side
+    coordination store the commit is applied by the store first, and the group only finishes
+    and takes jobs."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        store: CoordinationStore,
+        queue_name: str,
+        queue_prefix: str,
+        lock_duration_ms: int,
+        *,
+        max_batch: int = 64,
+        max_in_flight: int = 2,
+    ) -> None:
+        qk = keys.queue_keys(queue_name, queue_prefix)
+        self.redis = redis
+        self.store = store
+        self.max_batch = max(1, max_batch)
+        self.max_in_flight = max(1, max_in_flight)
+        self._keys = [qk[name] for name in FINISH_KEYS]
+        self._head = [
+            keys.queue_key_prefix(queue_name, queue_prefix),
+            lock_duration_ms,
+            keys.RUN_PREFIX,
+            keys.STATE_PREFIX,
+            keys.GRAPH_PREFIX,
+        ]
+        self._pending: list[_Entry] = []
+        self._scheduled = False
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.calls = 0  # finishJobs calls made (and jobs sent): the average group size
+        self.jobs = 0
+
+    async def finish(
+        self, commit: NodeCommit | None, job_id: str, token: str, keep: int, age: str, fetch: bool
+    ) -> FinishReply:
+        """Commit (if any) and complete job ``job_id``; with ``fetch``, take the next waiting job
+        for this slot. ``keep``/``age``: the job's ``removeOnComplete`` (see the script)."""
+        if commit is not None and not isinstance(self.store, RedisCoordinationStore):
+            await self.store.complete_node(commit)  # a client-side store commits on its own
+            commit = None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[FinishReply] = loop.create_future()
+        self._pending.append(_Entry(commit, job_id, token, keep, age, fetch, future))
+        if not self._scheduled:
+            # after the slots that are ready to run in this turn of the loop have added theirs
+            self._scheduled = True
+            loop.call_soon(self._send)
+        return await future
+
+    def _send(self) -> None:
+        self._scheduled = False
+        while self._pending and self._in_flight < self.max_in_flight:
+            group = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._call(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _call(self, group: list[_Entry]) -> None:
+        try:
+            replies = await self._run(group)
+        except BaseException as err:
+            for entry in group:
+                if not entry.future.done():
+                    entry.future.set_exception(err)
+            if not isinstance(err, Exception):
+                raise
+        else:
+            for entry, reply in zip(group, replies, strict=True):
+                if not entry.future.done():
+                    code, taken, committed = reply
+                    entry.future.set_result(FinishReply(int(code), taken or None, committed))
+        finally:
+            self._in_flight -= 1
+            if self._pending and not self._scheduled:
+                self._send()
+
+    async def _run(self, group: Sequence[_Entry]) -> list[Any]:
+        args: list[Any] = [*self._head, len(group)]
+        for entry in group:
+            values: list[Any] = []
+            if entry.commit is not None:
+                assert isinstance(self.store, RedisCoordinationStore)
+                values = self.store.commit_values(entry.commit)
+            args += [
+                entry.job_id,
+                entry.token,
+                entry.keep,
+                entry.age,
+                "1" if entry.fetch else "0",
+                len(values),
+            ]
+            args += values
+        script = load_scripts()["finishJobs"]
+        self.calls += 1
+        self.jobs += len(group)
+        try:
+            return await self.redis.evalsha(script.sha, script.num_keys, *self._keys, *args)  # type: ignore[no-any-return]
+        except NoScriptError:
+            # a restarted or flushed server: nothing ran; load it and run the group again
+            await self.redis.script_load(script.source)  # type: ignore[no-untyped-call]
+            return await self.redis.evalsha(script.sha, script.num_keys, *self._keys, *args)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        """Wait for the calls in flight."""
+        while self._tasks or self._pending:
+            if self._pending and not self._scheduled and self._in_flight < self.max_in_flight:
+                self._send()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+            else:
+                await asyncio.sleep(0)
+
+
+def log_commit_reply(commit: NodeCommit, committed: Any) -> None:
+    """Log what a batched commit did (an error the reconciler recovers from, at ERROR)."""
+    if isinstance(committed, (bytes, str)):
+        text = committed.decode(errors="replace") if isinstance(committed, bytes) else committed
+        logger.error(
+            "run %s: committing node %d failed: %s; the reconciler will run it again",
+            commit.run_id,
+            commit.index,
+            text,
+        )
+    elif isinstance(committed, list) and committed and logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "run %s node %d: %s, code %s",
+            commit.run_id,
+            commit.index,
+            commit.mode,
+            ScriptCode(int(committed[0])).name,
+        )

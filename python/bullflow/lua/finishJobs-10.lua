@@ -1,0 +1,169 @@
+--[[
+  The worker's fast path, for a batch of its jobs in one call: for each job, the node's commit
+  (completeNode's, optional), then the job marked completed (bullmq's moveToFinished for a job
+  without parent, dependencies or deduplication); then, for every job whose worker slot asks for
+  one, the next waiting job taken (bullmq's moveToActive) with what its node needs read along
+  (its run's coordination fields and its input). Node metrics are counted once per call. A job
+  outside that common case, or a queue that is rate limited, paused, at its global concurrency
+  or has only prioritized jobs, is left to bullmq's own scripts: its code says which. The run
+  keys of the commits are arguments (the queue's keys and the runs' are not in one cluster slot).
+
+  Input:
+    KEYS[1] queue wait list
+    KEYS[2] queue active list
+    KEYS[3] queue meta hash
+    KEYS[4] queue events stream
+    KEYS[5] queue delayed zset
+    KEYS[6] queue marker zset
+    KEYS[7] queue stalled set
+    KEYS[8] queue completed zset
+    KEYS[9] queue prioritized zset
+    KEYS[10] queue id counter
+    ARGV[1] queue key prefix (bull:<queue>:)
+    ARGV[2] lock duration (ms) of the jobs taken
+    ARGV[3] run hash prefix (bullflow:run:)
+    ARGV[4] state hash prefix (workflow:state:)
+    ARGV[5] graph hash prefix (bullflow:graph:)
+    ARGV[6] number of jobs N, then N groups: job id, lock token, completed jobs to keep (-1 all,
+            0 none, n the newest n), completed jobs' maximum age in seconds or "" (none), "1" to
+            take a next job for this slot, C the number of commit values, then C values: none
+            (no commit), or completeNode's KEYS[1..4] (state, run, graph and status keys of the
+            node's run) followed by completeNode's ARGV
+  Output:
+    N replies, one per job: {code, next job or false, commit reply or false}. code 1 (STORED)
+    the job is completed; -7 (USE_BULLMQ) nothing was done for the job (also when it is gone,
+    not active or not locked by this token): finish it with bullmq's moveToFinished, which
+    reports such errors as bullmq does. The next job is {job hash as a flat list, job id, run
+    fields {st, g, bp}, node index or false, node fields {s, it, t, ff, rs, d}, the state's
+    _inputs.<nodeId>}. The commit reply is completeNode's {code, enqueued, status}, or the
+    error text when the commit raised one (the job is completed all the same; the reconciler
+    runs the node again).
+]]
+-- @include "callInChunks"
+-- @include "loadRun"
+-- @include "nodeRecord"
+-- @include "nodeStatus"
+-- @include "setNodeStatus"
+-- @include "addToSet"
+-- @include "setSize"
+-- @include "clearNodeSets"
+-- @include "getOrSetMaxEvents"
+-- @include "enqueueNode"
+-- @include "makeReady"
+-- @include "resetLoopBody"
+-- @include "isWaitingOn"
+-- @include "propagate"
+-- @include "completeNodeState"
+-- @include "isJsonText"
+-- @include "buildStatus"
+-- @include "logRun"
+-- @include "latencyBucket"
+-- @include "countLatency"
+-- @include "publishStatus"
+-- @include "recordError"
+-- @include "settleRun"
+-- @include "enqueueReady"
+-- @include "readTask"
+-- @include "newNodeCounts"
+-- @include "countNode"
+-- @include "writeNodeCounts"
+-- @include "trackNode"
+-- @include "commitNode"
+-- @include "completeJob"
+-- @include "takeJob"
+
+local rcall = redis.call
+local t = rcall("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local q = { wait = KEYS[1], active = KEYS[2], meta = KEYS[3], events = KEYS[4], delayed = KEYS[5],
+  marker = KEYS[6], id = KEYS[10], graphs = {} }
+local b = { prefix = ARGV[1], active = KEYS[2], stalled = KEYS[7], completed = KEYS[8],
+  runPrefix = ARGV[3], statePrefix = ARGV[4], graphPrefix = ARGV[5], aged = {} }
+local counts = newNodeCounts()
+local replies = {}
+local takers = {}
+local finished = 0
+local pos = 7
+for e = 1, tonumber(ARGV[6]) do
+  local jobId, token, keep, age = ARGV[pos], ARGV[pos + 1], tonumber(ARGV[pos + 2]), ARGV[pos + 3]
+  local fetch = ARGV[pos + 4] == "1"
+  local ncommit = tonumber(ARGV[pos + 5])
+  local committed = false
+  if ncommit > 0 then
+    local A = {}
+    for k = 5, ncommit do
+      A[k - 4] = ARGV[pos + 5 + k]
+    end
+    local ok, reply = pcall(commitNode, A, ARGV[pos + 6], ARGV[pos + 7], ARGV[pos + 8], ARGV[pos + 9], q, now,
+      counts)
+    if ok then
+      committed = reply
+    else
+      committed = type(reply) == "table" and tostring(reply.err) or tostring(reply)
+    end
+  end
+  local code = completeJob(b, q, jobId, token, keep, age, now)
+  if code == 1 then
+    finished = finished + 1
+    if fetch then
+      takers[#takers + 1] = { e, token }
+    end
+  end
+  replies[e] = { code, false, committed }
+  pos = pos + 6 + ncommit
+end
+writeNodeCounts(counts)
+if finished > 0 then
+  rcall("XTRIM", q.events, "MAXLEN", "~", q.maxEvents or getOrSetMaxEvents(q.meta))
+end
+
+-- the next jobs: none when the queue is paused, rate limited or at its global concurrency
+local taken = 0
+if #takers > 0 then
+  local meta = rcall("HMGET", q.meta, "paused", "concurrency", "max")
+  local open = not meta[1] and not meta[3]
+  if open then
+    -- due delayed jobs go to wait first, as moveToActive's promoteDelayedJobs does; a due
+    -- prioritized job is left to bullmq's moveToActive, which promotes them
+    local due = rcall("ZRANGEBYSCORE", q.delayed, 0, (now + 1) * 0x1000 - 1, "LIMIT", 0, 1000)
+    for _, id in ipairs(due) do
+      if (tonumber(rcall("HGET", b.prefix .. id, "priority")) or 0) ~= 0 then
+        open = false
+        break
+      end
+    end
+    if open then
+      for _, id in ipairs(due) do
+        rcall("ZREM", q.delayed, id)
+        rcall("LPUSH", q.wait, id)
+        rcall("XADD", q.events, "*", "event", "waiting", "jobId", id, "prev", "delayed")
+        rcall("HSET", b.prefix .. id, "delay", 0)
+      end
+      if #due > 0 then
+        rcall("ZADD", q.marker, 0, "0")
+      end
+    end
+  end
+  local limit = open and meta[2] and tonumber(meta[2]) or nil
+  for _, taker in ipairs(takers) do
+    if not open or (limit and rcall("LLEN", q.active) >= limit) then
+      break
+    end
+    local job = takeJob(b, q, taker[2], ARGV[2], now)
+    if not job then
+      break
+    end
+    replies[taker[1]][2] = job
+    taken = taken + 1
+  end
+  if taken > 0 then
+    rcall("ZADD", q.marker, 0, "0")
+  end
+end
+-- a slot that found no next job: the "drained" event when nothing is left, as moveToFinished
+-- emits it
+if finished > taken and rcall("LLEN", q.wait) == 0 and rcall("LLEN", q.active) == 0
+  and rcall("ZCARD", KEYS[9]) == 0 then
+  rcall("XADD", q.events, "*", "event", "drained")
+end
+return replies

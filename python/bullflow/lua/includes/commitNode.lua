@@ -1,0 +1,172 @@
+--[[
+  One node execution's commit (the body of completeNode, which documents the arguments): A is
+  the argument list as completeNode's ARGV, stateKey..statusKey its KEYS[1..4], q the queue's keys
+  {wait, meta, id, active, events, marker, delayed} (a table the calls of one script share: it
+  caches the queue's event limit and pause state, and with q.graphs the graphs' node records),
+  now the script's clock (ms; nil: read it) and
+  metrics an accumulator for trackNode (nil: counted at once). Returns completeNode's reply.
+]]
+local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metrics)
+  local i = tonumber(A[2])
+  local run = loadRun(stateKey, runKey, graphKey, statusKey, A[1], now, { "s:" .. i, "it:" .. i, "rs:" .. i, "w:" .. i, "ff:" .. i })
+  if not run then
+    return { -5, 0, false }
+  end
+  if run.status ~= "running" then
+    return { -2, 0, run.status }
+  end
+  run.metrics = metrics
+  run.graphs = q.graphs
+  local mode = A[4]
+  local current = run.extra
+  run.statuses[i] = tonumber(current[1] or "0")
+  if run.statuses[i] ~= 1 or tonumber(current[2] or "0") ~= tonumber(A[3]) then
+    return { 0, 0, run.status }
+  end
+  local rec = nodeRecord(run, i)
+  local extra = {}
+  if A[6] ~= "" then
+    extra = cjson.decode(A[6])
+  end
+
+  -- context writes (the node's own, its output and the <id> alias)
+  local pos = 7
+  local nwrites = tonumber(A[pos])
+  local sets, dels = {}, {}
+  for k = 1, nwrites do
+    local field, value = A[pos + 2 * k - 1], A[pos + 2 * k]
+    if value == "" then
+      dels[#dels + 1] = field
+    else
+      sets[#sets + 1] = field
+      sets[#sets + 1] = value
+    end
+  end
+  callInChunks("HDEL", run.stateKey, dels, 1, 1)
+  callInChunks("HSET", run.stateKey, sets, 1, 2)
+  pos = pos + 2 * nwrites + 1
+  local ninputs = tonumber(A[pos])
+  local task = readTask(pos + 4 * ninputs + 1, A)
+  if current[3] then
+    redis.call("HDEL", run.runKey, "rs:" .. i)
+  end
+
+  if mode == "sleep" then
+    local it = redis.call("HINCRBY", run.runKey, "it:" .. i, 1)
+    redis.call("HSET", run.runKey, "rs:" .. i, '{"sleep":true}')
+    enqueueNode(run, q, i, it, math.max(1, math.floor(tonumber(extra.sleepMs) or 0)))
+    trackNode(run, i, "node-sleeping", task, nil, nil)
+    return { 1, 0, run.status }
+  end
+
+  if mode == "await" then
+    setNodeStatus(run, i, 6)
+    redis.call("HINCRBY", run.runKey, "out", -1)
+    redis.call("HINCRBY", run.runKey, "aw", 1)
+    local ids = cjson.decode(redis.call("HGET", run.stateKey, "_awaitingNodeIds") or "[]")
+    ids[#ids + 1] = rec.id
+    local detailsText = redis.call("HGET", run.stateKey, "_awaitingDetails")
+    local details = detailsText and cjson.decode(detailsText) or {}
+    details[rec.id] = extra.awaiting or { reason = "external_event" }
+    redis.call("HSET", run.stateKey, "_awaitingNodeIds", cjson.encode(ids), "_awaitingDetails", cjson.encode(details))
+    trackNode(run, i, "node-awaiting", task, nil, nil)
+    local status = settleRun(run)
+    return { 1, 0, status or run.status }
+  end
+
+  -- inputs handed to successors; a late arrival at a node that already ran changes nothing
+  local inputs, transformed = {}, {}
+  for k = 0, ninputs - 1 do
+    local t = tonumber(A[pos + 4 * k + 1])
+    local trec = nodeRecord(run, t)
+    if nodeStatus(run, t) == 0 or trec.lc or t == rec.ls then
+      inputs[#inputs + 1] = A[pos + 4 * k + 2]
+      inputs[#inputs + 1] = A[pos + 4 * k + 3]
+      if A[pos + 4 * k + 4] == "1" then
+        transformed[#transformed + 1] = "t:" .. t
+        transformed[#transformed + 1] = 1
+      end
+    end
+  end
+  callInChunks("HSET", run.stateKey, inputs, 1, 2)
+  callInChunks("HSET", run.runKey, transformed, 1, 2)
+
+  if extra.errors then
+    for _, e in ipairs(extra.errors) do
+      recordError(run, e.nodeId, e.message)
+    end
+  end
+
+  local workers = {}
+  if mode == "fallback" then
+    trackNode(run, i, "node-fallback", task, task.err, "failed")
+    setNodeStatus(run, i, 3)
+    local w = tonumber(redis.call("HGET", run.runKey, "w:" .. i) or "0") + 1
+    redis.call("HSET", run.runKey, "ff:" .. rec.fb, i)
+    propagate(run, { { rec.fb, i, true } }, w)
+  else
+    local dyn = extra.dynamic
+    if dyn then
+      local first = run.nstatic + run.ndynamic
+      local count = #dyn.workers
+      local cont = dyn.continuation
+      local total = count + (cont and 1 or 0)
+      local gather = tonumber(dyn.gather) or -1
+      local workerIds = {}
+      for k = 1, count do
+        workerIds[k] = tostring(first + k - 1)
+      end
+      local targets = {}
+      if gather >= 0 then
+        targets[#targets + 1] = tostring(gather)
+      end
+      if cont then
+        targets[#targets + 1] = tostring(first + count)
+      end
+      for k = 1, count do
+        local node = dyn.workers[k]
+        redis.call("HSET", run.runKey, "d:" .. (first + k - 1), '{"id":' .. cjson.encode(node[1]) ..
+          ',"preds":[' .. i .. '],"targets":[' .. table.concat(targets, ",") .. '],"def":' .. node[2] .. "}",
+          "dx:" .. node[1], first + k - 1)
+        workers[k] = first + k - 1
+      end
+      if cont then
+        local contPreds = count > 0 and table.concat(workerIds, ",") or tostring(i)
+        redis.call("HSET", run.runKey, "d:" .. (first + count), '{"id":' .. cjson.encode(cont[1]) ..
+          ',"preds":[' .. contPreds .. '],"targets":[' .. (gather >= 0 and gather or "") .. '],"def":' .. cont[2] .. "}",
+          "dx:" .. cont[1], first + count)
+      end
+      redis.call("HINCRBY", run.runKey, "nd", total)
+      run.ndynamic = run.ndynamic + total
+      if gather >= 0 then
+        for k = 0, total - 1 do
+          addToSet(run, "x:" .. gather, first + k)
+        end
+      end
+    end
+    local taken = nil
+    if A[5] ~= "*" then
+      taken = {}
+      for e in string.gmatch(A[5], "[^,]+") do
+        taken[tonumber(e)] = true
+      end
+    end
+    trackNode(run, i, "node-completed", task, nil, "ok", 3)
+    completeNodeState(run, i, taken, { current[4], current[5] })
+    if #workers > 0 then
+      local w = tonumber(redis.call("HGET", run.runKey, "w:" .. i) or "0") + 1
+      local items = {}
+      for k, t in ipairs(workers) do
+        items[k] = { t, i, true }
+      end
+      propagate(run, items, w)
+    end
+  end
+  run.fetching = extra.fetching == 1
+  local enqueued = enqueueReady(run, q)
+  local status = nil
+  if redis.call("HINCRBY", run.runKey, "out", enqueued - 1) <= 0 then
+    status = settleRun(run)
+  end
+  return { 1, enqueued, status or run.status }
+end
