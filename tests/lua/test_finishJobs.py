@@ -25,24 +25,12 @@ from bullflow import keys
 from bullflow.blueprint import load_blueprint
 from bullflow.compile import compile_blueprint
 from bullflow.coordination import NodeCommit, RedisCoordinationStore, RunOptions
+from bullflow.job_batch import FINISH_KEYS
 from bullflow.scripts import ScriptCode, ScriptRunner
 from bullflow.settings import RedisSettings
 
 TOKEN = "worker-token"
 LOCK_MS = 12_345
-# finishJobs' KEYS, in the order of its header
-FINISH_KEYS = (
-    "wait",
-    "active",
-    "meta",
-    "events",
-    "delayed",
-    "marker",
-    "stalled",
-    "completed",
-    "prioritized",
-    "id",
-)
 TIME_FIELDS = frozenset({"timestamp", "processedOn", "finishedOn"})
 TIME = "<time>"
 COMPLETED_A = {"event": "completed", "jobId": "a", "returnvalue": "null", "prev": "active"}

@@ -156,8 +156,8 @@ if #takers > 0 then
     replies[taker[1]][2] = job
     taken = taken + 1
   end
-  if taken > 0 then
-    rcall("ZADD", q.marker, 0, "0")
+  if taken > 0 and rcall("LLEN", q.wait) > 0 then
+    rcall("ZADD", q.marker, 0, "0") -- jobs still wait: wake a blocked worker for them
   end
 end
 -- a slot that found no next job: the "drained" event when nothing is left, as moveToFinished

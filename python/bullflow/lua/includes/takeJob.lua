@@ -31,17 +31,14 @@ local function takeJob(b, q, token, lockMs, now)
   end
   local ats = (atsAt and tonumber(hash[atsAt]) or 0) + 1
   rcall("HSET", nextKey, "processedOn", now, "ats", ats)
-  if processedAt then
-    hash[processedAt] = tostring(now)
-  else
-    hash[#hash + 1] = "processedOn"
-    hash[#hash + 1] = tostring(now)
-  end
-  if atsAt then
-    hash[atsAt] = tostring(ats)
-  else
-    hash[#hash + 1] = "ats"
-    hash[#hash + 1] = tostring(ats)
+  -- the reply shows the hash as written
+  for _, field in ipairs({ { "processedOn", processedAt, now }, { "ats", atsAt, ats } }) do
+    if field[2] then
+      hash[field[2]] = tostring(field[3])
+    else
+      hash[#hash + 1] = field[1]
+      hash[#hash + 1] = tostring(field[3])
+    end
   end
   local ok, data = pcall(cjson.decode, dataText or "")
   if not ok or type(data) ~= "table" or type(data.runId) ~= "string" or type(data.nodeId) ~= "string" then
