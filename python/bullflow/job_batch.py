@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -165,22 +165,13 @@ class FinishBatcher:
         script = load_scripts()["finishJobs"]
         self.calls += 1
         self.jobs += len(group)
+        redis = cast("Any", self.redis)
         try:
-            return await self.redis.evalsha(script.sha, script.num_keys, *self._keys, *args)  # type: ignore[no-any-return]
+            return cast("list[Any]", await redis.evalsha(script.sha, script.num_keys, *self._keys, *args))
         except NoScriptError:
             # a restarted or flushed server: nothing ran; load it and run the group again
-            await self.redis.script_load(script.source)  # type: ignore[no-untyped-call]
-            return await self.redis.evalsha(script.sha, script.num_keys, *self._keys, *args)  # type: ignore[no-any-return]
-
-    async def close(self) -> None:
-        """Wait for the calls in flight."""
-        while self._tasks or self._pending:
-            if self._pending and not self._scheduled and self._in_flight < self.max_in_flight:
-                self._send()
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
-            else:
-                await asyncio.sleep(0)
+            await redis.script_load(script.source)
+            return cast("list[Any]", await redis.evalsha(script.sha, script.num_keys, *self._keys, *args))
 
 
 def log_commit_reply(commit: NodeCommit, committed: Any) -> None:
