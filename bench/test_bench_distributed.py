@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from bullmq import Queue, Worker
+from loadtest.blueprints import DIAMOND, chain, fanout
 
 from bullflow.client import Client
 from bullflow.settings import RedisSettings
@@ -37,39 +38,6 @@ FLOWCRAFT_NODES_PER_S = {"W1": 700, "W2": 1000, "W3-1": 2300, "W3-2": 4100}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def chain(n: int) -> dict[str, Any]:
-    return {
-        "id": f"chain-{n}",
-        "nodes": [{"id": f"n{i}", "uses": "nothing"} for i in range(n)],
-        "edges": [{"source": f"n{i - 1}", "target": f"n{i}"} for i in range(1, n)],
-    }
-
-
-def fanout(width: int) -> dict[str, Any]:
-    return {
-        "id": f"fanout-{width}",
-        "nodes": [
-            {"id": "source", "uses": "nothing"},
-            *({"id": f"w{i}", "uses": "nothing"} for i in range(width)),
-            {"id": "join", "uses": "nothing"},
-        ],
-        "edges": [
-            *({"source": "source", "target": f"w{i}"} for i in range(width)),
-            *({"source": f"w{i}", "target": "join"} for i in range(width)),
-        ],
-    }
-
-
-DIAMOND = {
-    "id": "diamond",
-    "nodes": [{"id": x, "uses": "nothing"} for x in "abcd"],
-    "edges": [
-        {"source": "a", "target": "b"},
-        {"source": "a", "target": "c"},
-        {"source": "b", "target": "d"},
-        {"source": "c", "target": "d"},
-    ],
-}
 BLUEPRINTS = [chain(200), chain(50), chain(5000), chain(10000), fanout(100), DIAMOND]
 
 

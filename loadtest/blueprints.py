@@ -1,6 +1,6 @@
-"""The blueprint shapes the load test starts (the same shapes as ``bench/test_bench_distributed.py``,
-all ``nothing`` nodes from ``tests.integration.nodes``): a 20-node chain, a 20-wide fan-out into an
-all-join and the 4-node diamond."""
+"""The blueprint shapes the load test starts, all ``nothing`` nodes from ``tests.integration.nodes``:
+a 20-node chain, a 20-wide fan-out into an all-join and the 4-node diamond
+(``bench/test_bench_distributed.py`` builds its sizes with the same functions)."""
 
 from __future__ import annotations
 

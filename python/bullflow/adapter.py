@@ -1047,12 +1047,13 @@ def _has_loop() -> bool:
 
 class _ChainingWorker(Worker):  # type: ignore[misc]
     """bullmq's ``Worker`` that finishes a job and fetches the next one in the same script call
-    (Node's ``moveToFinished`` with ``fetchNext``; the stock Python worker makes two calls), with
-    the node's ``completeNode`` commit pipelined in front of it: one round trip per node instead of
-    three. The commit runs first; should it fail with NOSCRIPT (a restarted server) it is loaded and
-    run again (before the finish when that failed too; otherwise after it -- the node is still
-    ready for that iteration, so the late commit is the same commit). A closing worker takes no
-    new job."""
+    (Node's ``moveToFinished`` with ``fetchNext``; the stock Python worker makes two calls). With
+    a ``batcher`` (the fast loop) the node's commit, the finish and the fetch go in the group's
+    ``finishJobs`` call (:mod:`bullflow.job_batch`); without one (the chained loop) the
+    ``completeNode`` commit is pipelined in front of bullmq's ``moveToFinished`` and runs first --
+    should it fail with NOSCRIPT (a restarted server) it is loaded and run again (before the finish
+    when that failed too; otherwise after it: the node is still ready for that iteration, so the
+    late commit is the same commit). A closing worker takes no new job."""
 
     def __init__(
         self, adapter: BullMQAdapter, name: str, opts: dict[str, Any], *, batcher: FinishBatcher | None

@@ -16,13 +16,12 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import NoScriptError
 
 from . import keys
 from ._impl import decode_value, encode_value
 from .blueprint import BlueprintSource
 from .compile import CompiledBlueprint
-from .coordination import CommitResult, CoordinationStore, RedisCoordinationStore, RunOptions, start_run_call
+from .coordination import CommitResult, CoordinationStore, RedisCoordinationStore, RunOptions
 from .exceptions import BullflowError, ResumeError
 from .results import WorkflowError, WorkflowResult
 from .runtime import FlowRuntime
@@ -34,14 +33,11 @@ __all__ = ["Client", "RunHandle", "result_from_status"]
 logger = logging.getLogger(__name__)
 
 _MISSING: Any = object()
-_START_CHUNK = 256  # startRun calls per pipeline in start_many
+_FINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 def _context_pairs(context: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     return [(str(k), encode_value(v, str(k)).decode()) for k, v in (context or {}).items()]
-
-
-_FINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 def result_from_status(run_id: str, text: bytes | str) -> WorkflowResult:
@@ -187,8 +183,8 @@ class Client:
         self, blueprint_id: str, contexts: Iterable[Mapping[str, Any] | None] | int
     ) -> list[RunHandle]:
         """Start one run per context (or ``contexts`` runs without one), as :meth:`start` does,
-        with the ``startRun`` calls pipelined: one round trip per 256 runs instead of one each.
-        Returns their handles in order."""
+        with the ``startRun`` calls pipelined (:meth:`RedisCoordinationStore.start_runs`): one
+        round trip per 256 runs instead of one each. Returns their handles in order."""
         compiled = self.compiled(blueprint_id)
         items = [
             (str(uuid.uuid4()), _context_pairs(context))
@@ -198,32 +194,14 @@ class Client:
         firsts = [self._expect(run_id) for run_id, _ in items]
         handles: list[RunHandle] = []
         try:
-            replies: list[Any] = [None] * len(items)
-            store = self.store
-            if isinstance(store, RedisCoordinationStore) and items:
-                await store.store_graph(compiled)
-                script = store.scripts.scripts["startRun"]
-                for at in range(0, len(items), _START_CHUNK):
-                    pipe = self.redis.pipeline(transaction=False)
-                    for run_id, pairs in items[at : at + _START_CHUNK]:
-                        keys_, args = start_run_call(
-                            run_id,
-                            compiled,
-                            pairs,
-                            self.run_options,
-                            self.queue_name,
-                            self.run_options.queue_prefix,
-                        )
-                        pipe.evalsha(script.sha, script.num_keys, *keys_, *args)
-                    replies[at : at + _START_CHUNK] = await pipe.execute(raise_on_error=False)
-            for (run_id, pairs), reply, first in zip(items, replies, firsts, strict=True):
-                if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
-                    raise reply
-                if isinstance(reply, list) and int(reply[0]) == ScriptCode.STORED:
-                    outcome = CommitResult(ScriptCode.STORED, int(reply[1]), None)
-                else:
-                    # not pipelined, a NOSCRIPT (nothing ran) or a graph the server lost
-                    outcome = await store.start_run(run_id, compiled, pairs, self.run_options)
+            if isinstance(self.store, RedisCoordinationStore):
+                outcomes = await self.store.start_runs(items, compiled, self.run_options)
+            else:
+                outcomes = [
+                    await self.store.start_run(run_id, compiled, pairs, self.run_options)
+                    for run_id, pairs in items
+                ]
+            for (run_id, _), outcome, first in zip(items, outcomes, firsts, strict=True):
                 self._check_started(run_id, outcome)
                 handles.append(RunHandle(self, run_id, compiled.id, first))
         except BaseException:

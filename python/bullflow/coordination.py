@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from . import keys
 from ._impl import encode_value
@@ -37,6 +38,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_START_CHUNK = 256  # startRun calls per pipeline (RedisCoordinationStore.start_runs)
 _DEFAULT_JOB_OPTIONS = {"removeOnComplete": {"age": 604800}, "removeOnFail": {"age": 1296000}}
 
 
@@ -278,6 +280,36 @@ class RedisCoordinationStore:
             result = await self.scripts.run("startRun", *call)
             code = _code(result[0])
         return CommitResult(code, int(result[1]), _text(result[2]))
+
+    async def start_runs(
+        self,
+        runs: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+        compiled: CompiledBlueprint,
+        options: RunOptions,
+    ) -> list[CommitResult]:
+        """:meth:`start_run` for several (run id, context) pairs of one blueprint, the
+        ``startRun`` calls pipelined (256 per round trip); the results in order. A call that got
+        NOSCRIPT (nothing ran) or GRAPH_MISSING goes through :meth:`start_run` again."""
+        await self.store_graph(compiled)
+        script = self.scripts.scripts["startRun"]
+        results: list[CommitResult] = []
+        for at in range(0, len(runs), _START_CHUNK):
+            chunk = runs[at : at + _START_CHUNK]
+            pipe = self.redis.pipeline(transaction=False)
+            for run_id, context in chunk:
+                keys_, args = start_run_call(
+                    run_id, compiled, context, options, self.queue_name, self.queue_prefix
+                )
+                pipe.evalsha(script.sha, script.num_keys, *keys_, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            for (run_id, context), reply in zip(chunk, replies, strict=True):
+                if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                    raise reply
+                if isinstance(reply, list) and _code(reply[0]) != ScriptCode.GRAPH_MISSING:
+                    results.append(CommitResult(_code(reply[0]), int(reply[1]), _text(reply[2])))
+                else:
+                    results.append(await self.start_run(run_id, compiled, context, options))
+        return results
 
     async def complete_node(self, commit: NodeCommit) -> CommitResult:
         keys_, args = self._complete_node_call(commit)
