@@ -919,7 +919,7 @@ class _Run:
         else:
             self.hset(f"s:{i}", status)
 
-    # -- addToSet / setSize / clearNodeSets
+    # -- addToSet / clearNodeSets (and the set sizes that resolveAt reads)
     def add_to_set(self, name: str, p: int) -> bool:
         text = _str(self.get(name) or b",")
         item = f",{p},"

@@ -783,7 +783,8 @@ async def test_a_batch_commits_each_node_then_finishes_its_job(
 ) -> None:
     """A diamond run driven by finishJobs alone: each job's commit (completeNode's) goes in the
     call that completes the job; the join becomes ready in the call that commits its last
-    predecessor and a slot of that call takes it; the node metrics are counted per call."""
+    predecessor and the slot whose commit readied it takes it; the node metrics are counted per
+    call."""
     diamond = compile_blueprint(
         load_blueprint(
             {
@@ -816,8 +817,11 @@ async def test_a_batch_commits_each_node_then_finishes_its_job(
     )
     assert [r[0] for r in replies] == [ScriptCode.STORED] * 2
     assert [[text(v) for v in r[2]] for r in replies] == [[1, 0, "running"], [1, 1, "running"]]
-    assert text(replies[0][1][1]) == keys.job_id(run, "d")  # the first slot takes the join
-    assert replies[1][1] is None
+    # the join is handed to the slot whose commit readied it (c's, the last predecessor); b's
+    # slot finds nothing waiting
+    assert replies[0][1] is None
+    assert text(replies[1][1][1]) == keys.job_id(run, "d")
+    assert await bench.ids("active") == [keys.job_id(run, "d")] and await bench.ids("wait") == []
 
     [(code, taken, committed)] = await bench.finish_many([(keys.job_id(run, "d"), False, values("d"))])
     assert (code, taken, [text(v) for v in committed]) == (ScriptCode.STORED, None, [1, 0, "completed"])
@@ -862,3 +866,133 @@ async def test_a_commit_that_raises_does_not_stop_the_others(
     assert await redis_client.hget(keys.run_key(bad), f"s:{a}") == b"1"  # still ready: not committed
     assert await redis_client.hget(keys.run_key(good), f"s:{a}") == b"3"
     assert sorted(await bench.ids("completed")) == sorted(jobs)
+
+
+async def test_the_index_remembered_per_blueprint_is_checked_against_the_runs_graph(
+    bench: Bench, redis_client: Redis, key_prefix: str
+) -> None:
+    """One call takes the jobs of node Z for two runs of blueprint "bp" on two graph versions
+    (Z is node 3 in the first, 5 in the second): the second take does not trust the index the
+    first one learnt, it reads its own run's."""
+    for n, (graph, index) in enumerate([(f"{key_prefix}-v1", 3), (f"{key_prefix}-v2", 5)]):
+        await redis_client.hset(keys.graph_key(graph), mapping={"meta": "{}", "ix:Z": index})  # type: ignore[misc]
+        run = f"{key_prefix}-run{n}"
+        await redis_client.hset(  # type: ignore[misc]
+            keys.run_key(run),
+            mapping={"st": "running", "g": graph, "bp": "bp", f"s:{index}": "1", f"it:{index}": str(index)},
+        )
+        await redis_client.hset(keys.state_key(run), "_inputs.Z", str(n))  # type: ignore[misc]
+    for job_id in ("a", "b"):
+        await bench.add(job_id)
+    for n in range(2):
+        await bench.add(f"z{n}", {"runId": f"{key_prefix}-run{n}", "blueprintId": "bp", "nodeId": "Z"})
+    await bench.take()
+    await bench.take()
+
+    replies = await bench.finish_many([("a", True, []), ("b", True, [])])
+
+    got = [(text(r[1][1]), r[1][3], r[1][4][:2], r[1][5]) for r in replies]
+    assert got == [("z0", 3, [b"1", b"3"], b"0"), ("z1", 5, [b"1", b"5"], b"1")]
+
+
+# ------------------------------------------------------------------------------ hand-off
+async def _chain_run(store: RedisCoordinationStore, compiled: Any, run: str, bench: Bench) -> list[Any]:
+    """A started run of A -> B with A's job taken; returns the commit values of A (B's input set)."""
+    assert (await store.start_run(run, compiled, [], RunOptions())).committed
+    job_a = await bench.take()
+    assert job_a.id == keys.job_id(run, "A")
+    a, b = compiled.index["A"], compiled.index["B"]
+    return store.commit_values(
+        NodeCommit(run, compiled.content_hash, a, 0, inputs=[(b, "_inputs.B", '"hi"', True)])
+    )
+
+
+async def test_a_slot_gets_the_job_its_commit_readies_as_moveToActive_leaves_it(
+    pair: tuple[Bench, Bench], redis_client: Redis, key_prefix: str
+) -> None:
+    """The job B that A's commit readies is handed to A's slot, never waiting: its hash is the
+    one bullmq's moveToActive leaves when it takes B from the wait list (the reference queue: A
+    finished without fetching, then B taken by bullmq), it is active and locked by the slot's
+    token, and the slot reads what B's node needs along."""
+    fast, ref = pair
+    compiled = compile_blueprint(load_blueprint(_blueprint(key_prefix)))
+    stores = [RedisCoordinationStore(redis_client, b.name) for b in pair]
+    runs = [f"{key_prefix}-fast", f"{key_prefix}-ref"]
+    values = [await _chain_run(s, compiled, r, b) for s, r, b in zip(stores, runs, pair, strict=True)]
+
+    [(code, taken, committed)] = await fast.finish_many([(keys.job_id(runs[0], "A"), True, values[0])])
+    [(ref_code, ref_taken, _)] = await ref.finish_many([(keys.job_id(runs[1], "A"), False, values[1])])
+    job_b = await ref.take()
+
+    assert (code, ref_code, ref_taken) == (ScriptCode.STORED, ScriptCode.STORED, None)
+    assert [text(v) for v in committed] == [1, 1, "running"]
+    flat, job_id, run_fields, index, node_fields, node_input = taken
+    b_fast, b_ref = keys.job_id(runs[0], "B"), keys.job_id(runs[1], "B")
+    assert (text(job_id), job_b.id) == (b_fast, b_ref)
+
+    def same(job: dict[str, str], run: str) -> dict[str, str]:
+        return without_times({k: v.replace(run, "<run>") for k, v in job.items()})
+
+    assert same(flat_to_dict(flat), runs[0]) == same(await fast.job(b_fast), runs[0])
+    assert same(await fast.job(b_fast), runs[0]) == same(await ref.job(b_ref), runs[1])
+    assert (await fast.job(b_fast))["ats"] == "1"
+    assert (await fast.ids("active"), await fast.ids("wait")) == ([b_fast], [])
+    await assert_locked(fast, b_fast)
+    b = compiled.index["B"]
+    assert [text(v) for v in run_fields] == ["running", compiled.content_hash, compiled.id]
+    assert index == b
+    fields = [f"{name}:{b}" for name in ("s", "it", "t", "ff", "rs", "d")]
+    assert node_fields == await redis_client.hmget(keys.run_key(runs[0]), fields)  # type: ignore[misc]
+    assert node_fields[0] == b"1" and node_input == b'"hi"'
+    # never waiting: added, then active once A is completed
+    events = [e for e in await fast.events() if e.get("jobId") in (b_fast, keys.job_id(runs[0], "A"))]
+    assert [(e["event"], e["jobId"]) for e in events][-3:] == [
+        ("added", b_fast),
+        ("completed", keys.job_id(runs[0], "A")),
+        ("active", b_fast),
+    ]
+
+
+async def test_a_handed_job_waits_when_the_slots_own_job_is_left_to_bullmq(
+    bench: Bench, redis_client: Redis, key_prefix: str
+) -> None:
+    """A's lock was lost (another token holds it): A's commit still lands, but A is left to
+    bullmq, so B cannot be A's slot's next job; B is queued as any readied job is -- waiting,
+    without the take's fields, a blocked worker woken -- and bullmq's moveToActive takes it."""
+    compiled = compile_blueprint(load_blueprint(_blueprint(key_prefix)))
+    store = RedisCoordinationStore(redis_client, bench.name)
+    run = f"{key_prefix}-run"
+    values = await _chain_run(store, compiled, run, bench)
+    job_b = keys.job_id(run, "B")
+    await redis_client.zrem(bench.keys["marker"], "0")
+
+    [(code, taken, committed)] = await bench.finish_many(
+        [(keys.job_id(run, "A"), True, values)], token="other"
+    )
+
+    assert (code, taken, [text(v) for v in committed]) == (ScriptCode.USE_BULLMQ, None, [1, 1, "running"])
+    assert (await bench.ids("wait"), await bench.ids("active")) == ([job_b], [keys.job_id(run, "A")])
+    hash_b = await bench.job(job_b)
+    assert "processedOn" not in hash_b and "ats" not in hash_b
+    assert await redis_client.zscore(bench.keys["marker"], "0") == 0
+    assert [(e["event"], e.get("jobId")) for e in await bench.events()][-2:] == [
+        ("added", job_b),
+        ("waiting", job_b),
+    ]
+    taken_b = await bench.take("t2")  # bullmq's moveToActive
+    assert taken_b.id == job_b
+    assert (await bench.job(job_b))["ats"] == "1"
+
+
+async def test_no_hand_off_on_a_paused_queue(bench: Bench, redis_client: Redis, key_prefix: str) -> None:
+    compiled = compile_blueprint(load_blueprint(_blueprint(key_prefix)))
+    store = RedisCoordinationStore(redis_client, bench.name)
+    run = f"{key_prefix}-run"
+    values = await _chain_run(store, compiled, run, bench)
+    await bench.queue.pause()
+
+    [(code, taken, _)] = await bench.finish_many([(keys.job_id(run, "A"), True, values)])
+
+    assert (code, taken) == (ScriptCode.STORED, None)
+    assert (await bench.ids("wait"), await bench.ids("active")) == ([keys.job_id(run, "B")], [])
+    assert "processedOn" not in await bench.job(keys.job_id(run, "B"))

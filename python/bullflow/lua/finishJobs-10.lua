@@ -3,9 +3,11 @@
   (completeNode's, optional), then the job marked completed (bullmq's moveToFinished for a job
   without parent, dependencies or deduplication); then, for every job whose worker slot asks for
   one, the next waiting job taken (bullmq's moveToActive) with what its node needs read along
-  (its run's coordination fields and its input). Node metrics are counted once per call. A job
-  outside that common case, or a queue that is rate limited, paused, at its global concurrency
-  or has only prioritized jobs, is left to bullmq's own scripts: its code says which. The run
+  (its run's coordination fields and its input); a slot whose commit readies a node is handed
+  that node's job instead (enqueueNode, placeHandoff: it never waits). Node metrics are counted
+  once per call. A job outside that common case, or a queue that is rate limited, paused, at its
+  global concurrency or has only prioritized jobs, is left to bullmq's own scripts: its code
+  says which. The run
   keys of the commits are arguments (the queue's keys and the runs' are not in one cluster slot).
 
   Input:
@@ -39,19 +41,21 @@
     error text when the commit raised one (the job is completed all the same; the reconciler
     runs the node again).
 ]]
+-- @include "numText"
 -- @include "callInChunks"
 -- @include "loadRun"
 -- @include "nodeRecord"
 -- @include "nodeStatus"
 -- @include "setNodeStatus"
 -- @include "addToSet"
--- @include "setSize"
 -- @include "clearNodeSets"
 -- @include "getOrSetMaxEvents"
+-- @include "openForTakes"
 -- @include "enqueueNode"
 -- @include "makeReady"
 -- @include "resetLoopBody"
 -- @include "isWaitingOn"
+-- @include "resolveAt"
 -- @include "propagate"
 -- @include "completeNodeState"
 -- @include "isJsonText"
@@ -71,17 +75,19 @@
 -- @include "commitNode"
 -- @include "completeJob"
 -- @include "takeJob"
+-- @include "placeHandoff"
 
 local rcall = redis.call
 local t = rcall("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local q = { wait = KEYS[1], active = KEYS[2], meta = KEYS[3], events = KEYS[4], delayed = KEYS[5],
-  marker = KEYS[6], id = KEYS[10], graphs = {} }
+  marker = KEYS[6], id = KEYS[10], prefix = ARGV[1], graphs = {} }
 local b = { prefix = ARGV[1], active = KEYS[2], stalled = KEYS[7], completed = KEYS[8],
-  runPrefix = ARGV[3], statePrefix = ARGV[4], graphPrefix = ARGV[5], aged = {} }
+  runPrefix = ARGV[3], statePrefix = ARGV[4], graphPrefix = ARGV[5], aged = {}, indices = {} }
 local counts = newNodeCounts()
 local replies = {}
 local takers = {}
+local handed = {}
 local finished = 0
 local pos = 7
 for e = 1, tonumber(ARGV[6]) do
@@ -89,6 +95,8 @@ for e = 1, tonumber(ARGV[6]) do
   local fetch = ARGV[pos + 4] == "1"
   local ncommit = tonumber(ARGV[pos + 5])
   local committed = false
+  -- a slot that wants its next job gets the first job its commit readies (enqueueNode)
+  q.handoff = fetch and {} or nil
   if ncommit > 0 then
     local A = {}
     for k = 5, ncommit do
@@ -102,10 +110,18 @@ for e = 1, tonumber(ARGV[6]) do
       committed = type(reply) == "table" and tostring(reply.err) or tostring(reply)
     end
   end
+  local handoff = q.handoff
+  q.handoff = nil
   local code = completeJob(b, q, jobId, token, keep, age, now)
+  if handoff and handoff.jobId then
+    placeHandoff(q, handoff, code == 1, token, ARGV[2])
+    if code == 1 then
+      handed[#handed + 1] = { e, handoff }
+    end
+  end
   if code == 1 then
     finished = finished + 1
-    if fetch then
+    if fetch and not (handoff and handoff.jobId) then
       takers[#takers + 1] = { e, token }
     end
   end
@@ -117,36 +133,25 @@ if finished > 0 then
   rcall("XTRIM", q.events, "MAXLEN", "~", q.maxEvents or getOrSetMaxEvents(q.meta))
 end
 
--- the next jobs: none when the queue is paused, rate limited or at its global concurrency
-local taken = 0
-if #takers > 0 then
-  local meta = rcall("HMGET", q.meta, "paused", "concurrency", "max")
-  local open = not meta[1] and not meta[3]
-  if open then
-    -- due delayed jobs go to wait first, as moveToActive's promoteDelayedJobs does; a due
-    -- prioritized job is left to bullmq's moveToActive, which promotes them
-    local due = rcall("ZRANGEBYSCORE", q.delayed, 0, (now + 1) * 0x1000 - 1, "LIMIT", 0, 1000)
-    for _, id in ipairs(due) do
-      if (tonumber(rcall("HGET", b.prefix .. id, "priority")) or 0) ~= 0 then
-        open = false
-        break
-      end
-    end
-    if open then
-      for _, id in ipairs(due) do
-        rcall("ZREM", q.delayed, id)
-        rcall("LPUSH", q.wait, id)
-        rcall("XADD", q.events, "*", "event", "waiting", "jobId", id, "prev", "delayed")
-        rcall("HSET", b.prefix .. id, "delay", 0)
-      end
-      if #due > 0 then
-        rcall("ZADD", q.marker, 0, "0")
-      end
-    end
-  end
-  local limit = open and meta[2] and tonumber(meta[2]) or nil
+-- the jobs handed to slots: what their nodes need, read once every commit is done
+for _, slot in ipairs(handed) do
+  local h = slot[2]
+  local n = numText(h.index)
+  local f = rcall("HMGET", h.runKey, "st", "g", "bp", "s:" .. n, "it:" .. n, "t:" .. n, "ff:" .. n, "rs:" .. n,
+    "d:" .. n)
+  local input = rcall("HGET", h.stateKey, "_inputs." .. h.nodeId)
+  replies[slot[1]][2] = { h.fields, h.jobId, { f[1], f[2], f[3] }, h.index, { f[4], f[5], f[6], f[7], f[8], f[9] },
+    input }
+end
+
+-- the next waiting jobs for the other slots: none when the queue is paused, rate limited or at
+-- its global concurrency
+local taken = #handed
+if #takers > 0 and openForTakes(q, now) then
+  local limit = q.limit
+  local took = 0
   for _, taker in ipairs(takers) do
-    if not open or (limit and rcall("LLEN", q.active) >= limit) then
+    if limit and rcall("LLEN", q.active) >= limit then
       break
     end
     local job = takeJob(b, q, taker[2], ARGV[2], now)
@@ -154,11 +159,12 @@ if #takers > 0 then
       break
     end
     replies[taker[1]][2] = job
-    taken = taken + 1
+    took = took + 1
   end
-  if taken > 0 and rcall("LLEN", q.wait) > 0 then
+  if took > 0 and rcall("LLEN", q.wait) > 0 then
     rcall("ZADD", q.marker, 0, "0") -- jobs still wait: wake a blocked worker for them
   end
+  taken = taken + took
 end
 -- a slot that found no next job: the "drained" event when nothing is left, as moveToFinished
 -- emits it

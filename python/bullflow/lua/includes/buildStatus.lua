@@ -10,13 +10,19 @@ local function buildStatus(run, status, reason)
     local value = flat[k + 1]
     if value == "" then
       value = "null"
-    elseif not isJsonText(value) then
+    elseif not (string.find(value, '^"[^"\\%c]*"$') or string.find(value, "^-?[1-9]%d*$") or value == "0"
+      or value == "null" or value == "true" or value == "false") and not isJsonText(value) then
+      -- (the common values -- a string without escapes, an integer, a literal -- are JSON at sight)
       value = cjson.encode(value) -- a corrupt field is reported as its text, never breaks the JSON
     end
     parts[#parts + 1] = cjson.encode(flat[k]) .. ":" .. value
   end
   local context = "{" .. table.concat(parts, ",") .. "}"
-  local errors = redis.call("HGET", run.runKey, "err") or "[]"
+  local errors = run.errText
+  if errors == nil then
+    errors = redis.call("HGET", run.runKey, "err")
+  end
+  errors = errors or "[]"
   local text = '{"status":' .. cjson.encode(status) .. ',"payload":{"context":' .. context ..
     ',"serializedContext":' .. cjson.encode(context) .. ',"status":' .. cjson.encode(status) ..
     ',"errors":' .. errors .. "}"

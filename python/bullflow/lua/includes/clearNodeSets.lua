@@ -2,9 +2,11 @@
   Forgets the arrivals and resolutions recorded for node i; with extra, also the predecessors
   added to it by an earlier iteration (batch workers).
 ]]
+-- @include "numText"
 local function clearNodeSets(run, i, extra)
-  redis.call("HDEL", run.runKey, "a:" .. i, "a:" .. i .. "#", "r:" .. i, "r:" .. i .. "#")
+  local n = numText(i)
+  redis.call("HDEL", run.runKey, "a:" .. n, "a:" .. n .. "#", "r:" .. n, "r:" .. n .. "#")
   if extra then
-    redis.call("HDEL", run.runKey, "x:" .. i, "x:" .. i .. "#")
+    redis.call("HDEL", run.runKey, "x:" .. n, "x:" .. n .. "#")
   end
 end

@@ -6,9 +6,11 @@
   now the script's clock (ms; nil: read it) and
   metrics an accumulator for trackNode (nil: counted at once). Returns completeNode's reply.
 ]]
+-- @include "numText"
 local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metrics)
   local i = tonumber(A[2])
-  local run = loadRun(stateKey, runKey, graphKey, statusKey, A[1], now, { "s:" .. i, "it:" .. i, "rs:" .. i, "w:" .. i, "ff:" .. i })
+  local n = numText(i)
+  local run = loadRun(stateKey, runKey, graphKey, statusKey, A[1], now, { "s:" .. n, "it:" .. n, "rs:" .. n, "w:" .. n, "ff:" .. n })
   if not run then
     return { -5, 0, false }
   end
@@ -48,12 +50,12 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   local ninputs = tonumber(A[pos])
   local task = readTask(pos + 4 * ninputs + 1, A)
   if current[3] then
-    redis.call("HDEL", run.runKey, "rs:" .. i)
+    redis.call("HDEL", run.runKey, "rs:" .. numText(i))
   end
 
   if mode == "sleep" then
-    local it = redis.call("HINCRBY", run.runKey, "it:" .. i, 1)
-    redis.call("HSET", run.runKey, "rs:" .. i, '{"sleep":true}')
+    local it = redis.call("HINCRBY", run.runKey, "it:" .. numText(i), 1)
+    redis.call("HSET", run.runKey, "rs:" .. numText(i), '{"sleep":true}')
     enqueueNode(run, q, i, it, math.max(1, math.floor(tonumber(extra.sleepMs) or 0)))
     trackNode(run, i, "node-sleeping", task, nil, nil)
     return { 1, 0, run.status }
@@ -83,7 +85,7 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
       inputs[#inputs + 1] = A[pos + 4 * k + 2]
       inputs[#inputs + 1] = A[pos + 4 * k + 3]
       if A[pos + 4 * k + 4] == "1" then
-        transformed[#transformed + 1] = "t:" .. t
+        transformed[#transformed + 1] = "t:" .. numText(t)
         transformed[#transformed + 1] = 1
       end
     end
@@ -101,7 +103,7 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   if mode == "fallback" then
     trackNode(run, i, "node-fallback", task, task.err, "failed")
     setNodeStatus(run, i, 3)
-    local w = tonumber(redis.call("HGET", run.runKey, "w:" .. i) or "0") + 1
+    local w = tonumber(redis.call("HGET", run.runKey, "w:" .. numText(i)) or "0") + 1
     redis.call("HSET", run.runKey, "ff:" .. rec.fb, i)
     propagate(run, { { rec.fb, i, true } }, w)
   else
@@ -154,7 +156,7 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
     trackNode(run, i, "node-completed", task, nil, "ok", 3)
     completeNodeState(run, i, taken, { current[4], current[5] })
     if #workers > 0 then
-      local w = tonumber(redis.call("HGET", run.runKey, "w:" .. i) or "0") + 1
+      local w = tonumber(redis.call("HGET", run.runKey, "w:" .. numText(i)) or "0") + 1
       local items = {}
       for k, t in ipairs(workers) do
         items[k] = { t, i, true }
@@ -165,7 +167,7 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   run.fetching = extra.fetching == 1
   local enqueued = enqueueReady(run, q)
   local status = nil
-  if redis.call("HINCRBY", run.runKey, "out", enqueued - 1) <= 0 then
+  if redis.call("HINCRBY", run.runKey, "out", numText(enqueued - 1)) <= 0 then
     status = settleRun(run)
   end
   return { 1, enqueued, status or run.status }

@@ -9,17 +9,19 @@
   script's shared table: prefix (the queue key prefix), completed, active and stalled keys, and
   aged (age -> the completed ids past it, or false when one is a child job) that this fills.
 ]]
+-- @include "numText"
 local function completeJob(b, q, jobId, token, keep, age, now)
   local rcall = redis.call
   local prefix = b.prefix
   local jobKey = prefix .. jobId
   local attributes = rcall("HMGET", jobKey, "timestamp", "parentKey", "parent", "deid", "atm")
+  -- pending dependencies or failed children: a non-empty set or zset (empty ones do not exist)
   if not attributes[1] or attributes[2] or attributes[3] or attributes[4]
-    or rcall("SCARD", jobKey .. ":dependencies") ~= 0 or rcall("ZCARD", jobKey .. ":unsuccessful") ~= 0 then
+    or rcall("EXISTS", jobKey .. ":dependencies", jobKey .. ":unsuccessful") ~= 0 then
     return -7
   end
   local lockKey = jobKey .. ":lock"
-  if rcall("GET", lockKey) ~= token or not rcall("LPOS", b.active, jobId) then
+  if rcall("GET", lockKey) ~= token then
     return -7
   end
   -- completed jobs past the age limit (read once per age in a script); a child job among them
@@ -42,12 +44,15 @@ local function completeJob(b, q, jobId, token, keep, age, now)
       return -7
     end
   end
-  rcall("LREM", b.active, -1, jobId)
+  if rcall("LREM", b.active, -1, jobId) == 0 then
+    return -7 -- not active (the first change this makes)
+  end
   rcall("DEL", lockKey)
   rcall("SREM", b.stalled, jobId)
   if keep ~= 0 then
-    rcall("ZADD", b.completed, now, jobId)
-    rcall("HSET", jobKey, "atm", (tonumber(attributes[5]) or 0) + 1, "returnvalue", "null", "finishedOn", now)
+    rcall("ZADD", b.completed, numText(now), jobId)
+    rcall("HSET", jobKey, "atm", numText((tonumber(attributes[5]) or 0) + 1), "returnvalue", "null", "finishedOn",
+      numText(now))
     if aged then
       for _, id in ipairs(aged) do
         local key = prefix .. id

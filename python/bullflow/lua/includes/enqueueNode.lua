@@ -8,12 +8,18 @@
   table of queue keys {wait, meta, id, active, events, marker, delayed}; it caches the queue's
   event limit and pause state for the script. With run.skipMarker the
   marker that wakes blocked workers is not set (the committing worker takes the job itself).
+  With q.handoff (a worker slot of finishJobs that wants its next job and has none yet), the
+  first job without delay is handed to that slot instead of the wait list (when the queue is
+  open for takes: openForTakes): the job hash as moveToActive leaves it and the "added" event
+  are written, q.handoff records the job, and the caller places it with placeHandoff.
 ]]
+-- @include "numText"
+-- @include "openForTakes"
 local function enqueueNode(run, q, i, it, delay)
   local rec = nodeRecord(run, i)
   local jobId = run.id .. "_" .. rec.id
   if it > 0 then
-    jobId = jobId .. "_" .. it
+    jobId = jobId .. "_" .. numText(it)
   end
   local jobKey = run.queue .. jobId
   if not q.maxEvents then
@@ -28,10 +34,10 @@ local function enqueueNode(run, q, i, it, delay)
   local data = '{"runId":' .. cjson.encode(run.id) .. ',"blueprintId":' .. cjson.encode(run.blueprintId) ..
     ',"nodeId":' .. cjson.encode(rec.id)
   if it > 0 then
-    data = data .. ',"iteration":' .. it
+    data = data .. ',"iteration":' .. numText(it)
   end
   if i >= run.nstatic then
-    data = data .. ',"index":' .. i
+    data = data .. ',"index":' .. numText(i)
   end
   data = data .. "}"
   local opts = '{"jobId":' .. cjson.encode(jobId) .. rec.opts .. run.jobOpts
@@ -39,8 +45,20 @@ local function enqueueNode(run, q, i, it, delay)
     opts = opts .. ',"delay":' .. delay
   end
   opts = opts .. "}"
-  redis.call("HMSET", jobKey, "name", "executeNode", "data", data, "opts", opts, "timestamp", run.now,
-    "delay", delay, "priority", 0)
+  local handoff = q.handoff
+  if delay == 0 and handoff and not handoff.jobId and openForTakes(q, run.now) and not q.limit then
+    -- handed to the committing worker slot: the caller places it (placeHandoff) once that
+    -- slot's job is completed; written as moveToActive leaves a job it takes
+    local fields = { "name", "executeNode", "data", data, "opts", opts, "timestamp", run.nowText,
+      "delay", "0", "priority", "0", "processedOn", run.nowText, "ats", "1" }
+    redis.call("HSET", jobKey, unpack(fields))
+    redis.call("XADD", q.events, "*", "event", "added", "jobId", jobId, "name", "executeNode")
+    handoff.jobId, handoff.fields, handoff.index, handoff.nodeId = jobId, fields, i, rec.id
+    handoff.runKey, handoff.stateKey = run.runKey, run.stateKey
+    return jobId
+  end
+  redis.call("HMSET", jobKey, "name", "executeNode", "data", data, "opts", opts, "timestamp", run.nowText,
+    "delay", numText(delay), "priority", "0")
   redis.call("XADD", q.events, "*", "event", "added", "jobId", jobId, "name", "executeNode")
   if delay > 0 then
     local at = run.now + delay

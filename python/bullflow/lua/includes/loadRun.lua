@@ -5,6 +5,7 @@
   hash fields listed in extra (optional) are read in the same call, into run.extra. Returns nil
   when the run hash does not exist.
 ]]
+-- @include "numText"
 local function loadRun(stateKey, runKey, graphKey, statusKey, runId, now, extra)
   local f = redis.call("HMGET", runKey, "bp", "n", "nd", "st", "mw", "ttl", "q", "ch", "jo", "g", unpack(extra or {}))
   if not f[1] then
@@ -19,7 +20,7 @@ local function loadRun(stateKey, runKey, graphKey, statusKey, runId, now, extra)
     blueprintId = f[1], nstatic = tonumber(f[2]), ndynamic = tonumber(f[3]), status = f[4],
     maxWaves = tonumber(f[5]), ttl = tonumber(f[6]), queue = f[7], channel = f[8],
     jobOpts = (f[9] and f[9] ~= "") and ("," .. f[9]) or "", graph = f[10],
-    now = now,
+    now = now, nowText = numText(now),
     records = {}, statuses = {}, iterations = {}, ready = {}, skipped = {}, loopError = nil,
     extra = { unpack(f, 11) },
   }

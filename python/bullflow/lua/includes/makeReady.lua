@@ -5,18 +5,20 @@
   previous: the node's "w:<t>" field when the caller read it (false: absent; nil: read it); it:
   its "it:<t>" field when the caller read it along (run.iterations keeps the iteration).
 ]]
+-- @include "numText"
 local function makeReady(run, t, w, previous, it)
   if w > run.maxWaves then
     run.loopError = run.loopError or t
     return
   end
+  local n = numText(t)
   if previous == nil then
-    previous = redis.call("HGET", run.runKey, "w:" .. t)
+    previous = redis.call("HGET", run.runKey, "w:" .. n)
   end
   run.statuses[t] = 1
-  redis.call("HSET", run.runKey, "s:" .. t, 1, "w:" .. t, w)
+  redis.call("HSET", run.runKey, "s:" .. n, "1", "w:" .. n, numText(w))
   if previous then
-    run.iterations[t] = redis.call("HINCRBY", run.runKey, "it:" .. t, 1)
+    run.iterations[t] = redis.call("HINCRBY", run.runKey, "it:" .. n, 1)
   elseif it ~= nil then
     run.iterations[t] = tonumber(it or "0")
   end

@@ -5,6 +5,7 @@
   resolves its successors (and its fallback) as skipped in turn. Back edges are never waited on.
   The same rule as RunState._propagate (bullflow._pure.graph) and the Rust core.
 ]]
+-- @include "numText"
 local function propagate(run, items, w)
   local head = 1
   while head <= #items do
@@ -17,7 +18,8 @@ local function propagate(run, items, w)
     -- this arrival is the only one, and the node runs without the bookkeeping of its sets
     local direct = false
     if st == 0 and arrived and rec.npreds == 1 and not rec.back[p] and not rec.lc and not rec.any then
-      local f = redis.call("HMGET", run.runKey, "r:" .. t .. "#", "x:" .. t .. "#", "w:" .. t, "it:" .. t)
+      local n = numText(t)
+      local f = redis.call("HMGET", run.runKey, "r:" .. n .. "#", "x:" .. n .. "#", "w:" .. n, "it:" .. n)
       if not f[1] and not f[2] then
         makeReady(run, t, w, f[3], f[4])
         direct = true
@@ -31,7 +33,7 @@ local function propagate(run, items, w)
       end
     elseif rec.back[p] then
       if arrived then
-        addToSet(run, "a:" .. t, p)
+        addToSet(run, "a:" .. numText(t), p)
         if rec.lc or rec.any or not isWaitingOn(run, t) then
           makeReady(run, t, w)
         end
@@ -39,12 +41,9 @@ local function propagate(run, items, w)
     elseif arrived and (rec.lc or rec.any) then
       makeReady(run, t, w)
     else
-      if arrived then
-        addToSet(run, "a:" .. t, p)
-      end
-      addToSet(run, "r:" .. t, p)
-      if not isWaitingOn(run, t) then
-        if setSize(run, "a:" .. t) > 0 then
+      local waiting, arrivals = resolveAt(run, t, p, arrived)
+      if not waiting then
+        if arrivals > 0 then
           makeReady(run, t, w)
         else
           setNodeStatus(run, t, 4)

@@ -9,12 +9,16 @@ local function publishStatus(run, status, reason)
   local text = buildStatus(run, status, reason)
   run.status = status
   if status == "awaiting" then
-    redis.call("HSET", run.runKey, "st", status, "lu", run.now)
+    redis.call("HSET", run.runKey, "st", status, "lu", run.nowText)
     redis.call("SET", run.statusKey, text)
   else
-    redis.call("HSET", run.runKey, "st", status, "lu", run.now, "tf", run.now)
+    redis.call("HSET", run.runKey, "st", status, "lu", run.nowText, "tf", run.nowText)
     redis.call("HINCRBY", "bullflow:metrics", "rc:" .. status, 1)
-    local started = tonumber(redis.call("HGET", run.runKey, "ts") or "0")
+    local started = run.started
+    if started == nil then
+      started = redis.call("HGET", run.runKey, "ts")
+    end
+    started = tonumber(started or "0")
     countLatency("rl", math.max(0, run.now - started))
     if run.ttl > 0 then
       redis.call("SET", run.statusKey, text, "EX", run.ttl)

@@ -5,11 +5,12 @@
   final status is published exactly once. Returns the status published, or nil.
 ]]
 local function settleRun(run)
-  local f = redis.call("HMGET", run.runKey, "out", "err", "aw")
+  local f = redis.call("HMGET", run.runKey, "out", "err", "aw", "ts")
   if tonumber(f[1] or "0") > 0 then
     return nil
   end
   local errors = f[2]
+  run.errText, run.started = errors, f[4] -- read along for publishStatus
   if errors then
     local first = cjson.decode(errors)[1]
     publishStatus(run, "failed", first and first.message or "failed")

@@ -6,8 +6,9 @@
   Returns {job hash as a flat list, job id, run fields {st, g, bp}, node index or false, node
   fields {s, it, t, ff, rs, d}, the state's _inputs.<nodeId>} (false where a job is not a
   bullflow node's), or nil when nothing waits. b: the script's shared table (prefix, runPrefix,
-  statePrefix, graphPrefix).
+  statePrefix, graphPrefix, and indices: a cache of node indices this fills).
 ]]
+-- @include "numText"
 local function takeJob(b, q, token, lockMs, now)
   local rcall = redis.call
   local nextId = rcall("RPOPLPUSH", q.wait, q.active)
@@ -30,7 +31,7 @@ local function takeJob(b, q, token, lockMs, now)
     end
   end
   local ats = (atsAt and tonumber(hash[atsAt]) or 0) + 1
-  rcall("HSET", nextKey, "processedOn", now, "ats", ats)
+  rcall("HSET", nextKey, "processedOn", numText(now), "ats", numText(ats))
   -- the reply shows the hash as written
   for _, field in ipairs({ { "processedOn", processedAt, now }, { "ats", atsAt, ats } }) do
     if field[2] then
@@ -45,17 +46,38 @@ local function takeJob(b, q, token, lockMs, now)
     return { hash, nextId, false, false, false, false }
   end
   local runKey = b.runPrefix .. data.runId
-  local runFields = rcall("HMGET", runKey, "st", "g", "bp")
-  local index = false
-  if type(data.index) == "number" then
-    index = data.index
-  elseif runFields[2] then
-    index = tonumber(rcall("HGET", b.graphPrefix .. runFields[2], "ix:" .. data.nodeId)) or false
+  -- the node's index: the job's own (a node added while the run runs), else the graph's, which
+  -- the script remembers per blueprint and node id: then one read gets the run's and the node's
+  -- fields, and a second only when the run turns out to use another graph
+  local index = type(data.index) == "number" and data.index or false
+  local known = index and { graph = false, index = index } or b.indices[tostring(data.blueprintId) .. "\0" .. data.nodeId]
+  local f
+  if known then
+    local i = known.index
+    local n = numText(i)
+    f = rcall("HMGET", runKey, "st", "g", "bp", "s:" .. n, "it:" .. n, "t:" .. n, "ff:" .. n, "rs:" .. n, "d:" .. n)
+    if known.graph and f[2] ~= known.graph then
+      known = nil
+    else
+      index = i
+    end
   end
+  if not known then
+    f = rcall("HMGET", runKey, "st", "g", "bp")
+    index = f[2] and tonumber(rcall("HGET", b.graphPrefix .. f[2], "ix:" .. data.nodeId)) or false
+    if index then
+      b.indices[tostring(data.blueprintId) .. "\0" .. data.nodeId] = { graph = f[2], index = index }
+      local n = numText(index)
+      local g = rcall("HMGET", runKey, "s:" .. n, "it:" .. n, "t:" .. n, "ff:" .. n, "rs:" .. n, "d:" .. n)
+      for k = 1, 6 do
+        f[k + 3] = g[k]
+      end
+    end
+  end
+  local runFields = { f[1], f[2], f[3] }
   local nodeFields = false
   if index then
-    nodeFields = rcall("HMGET", runKey, "s:" .. index, "it:" .. index, "t:" .. index, "ff:" .. index,
-      "rs:" .. index, "d:" .. index)
+    nodeFields = { f[4], f[5], f[6], f[7], f[8], f[9] }
   end
   local input = rcall("HGET", b.statePrefix .. data.runId, "_inputs." .. data.nodeId)
   return { hash, nextId, runFields, index, nodeFields, input }

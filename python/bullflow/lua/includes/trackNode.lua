@@ -8,17 +8,19 @@
   accumulator of countNodes) the counters are added there, for the script to write once. status
   (optional) is the node's new status, written along.
 ]]
+-- @include "numText"
 local function trackNode(run, i, kind, task, err, counted, status)
   local started = task.started
-  local rec = '{"a":' .. task.attempt .. ',"t0":' .. started .. ',"t1":' .. run.now
+  local rec = '{"a":' .. numText(task.attempt) .. ',"t0":' .. numText(started) .. ',"t1":' .. run.nowText
   if err and err ~= "" then
     rec = rec .. ',"e":' .. cjson.encode(err)
   end
   if status then
     run.statuses[i] = status
-    redis.call("HSET", run.runKey, "k:" .. i, rec .. "}", "lu", run.now, "s:" .. i, status)
+    local n = numText(i)
+    redis.call("HSET", run.runKey, "k:" .. n, rec .. "}", "lu", run.nowText, "s:" .. n, numText(status))
   else
-    redis.call("HSET", run.runKey, "k:" .. i, rec .. "}", "lu", run.now)
+    redis.call("HSET", run.runKey, "k:" .. numText(i), rec .. "}", "lu", run.nowText)
   end
   logRun(run, kind, nodeRecord(run, i).id, err)
   if counted then

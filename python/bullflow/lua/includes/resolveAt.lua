@@ -1,0 +1,29 @@
+--[[
+  Predecessor p resolved at node t (an 'all' join), having arrived when arrived is true: p is
+  added to t's arrival set "a:<t>" (when it arrived) and to its resolution set "r:<t>", as
+  addToSet writes them, in one read and at most one write of the run hash. Returns whether t
+  still waits on a predecessor (isWaitingOn) and the size of its arrival set.
+]]
+-- @include "numText"
+local function resolveAt(run, t, p, arrived)
+  local n, pn = numText(t), numText(p)
+  local a, r = "a:" .. n, "r:" .. n
+  local f = redis.call("HMGET", run.runKey, a, a .. "#", r, r .. "#", "x:" .. n .. "#")
+  local member = "," .. pn .. ","
+  local sizes = { tonumber(f[2]) or 0, tonumber(f[4]) or 0 }
+  local writes = {}
+  for k, name in ipairs({ a, r }) do
+    local text = f[2 * k - 1] or ","
+    if (k == 2 or arrived) and not string.find(text, member, 1, true) then
+      sizes[k] = sizes[k] + 1
+      writes[#writes + 1] = name
+      writes[#writes + 1] = text .. pn .. ","
+      writes[#writes + 1] = name .. "#"
+      writes[#writes + 1] = numText(sizes[k])
+    end
+  end
+  if #writes > 0 then
+    redis.call("HSET", run.runKey, unpack(writes))
+  end
+  return sizes[2] < nodeRecord(run, t).npreds + (tonumber(f[5]) or 0), sizes[1]
+end
