@@ -5,6 +5,7 @@ Throwaway servers come from :mod:`examples.distributed_demo` (``start_redis``, `
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -22,6 +23,7 @@ __all__ = [
     "HERE",
     "ROOT",
     "float_of",
+    "load_parser",
     "load_problems",
     "locust_flags",
     "log_tail",
@@ -38,6 +40,22 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 CONF = HERE / "locust.conf"
+
+
+def load_parser(doc: str | None, csv_name: str, run_timeout_help: str) -> argparse.ArgumentParser:
+    """The options both load runners take (locust's run time, users, spawn rate and step shape;
+    the worker processes; the CSV prefix and the failure bar); a runner adds its own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    parser.add_argument("--run-time", default="60s", help="locust --run-time (e.g. 60s, 5s, 2m)")
+    parser.add_argument("--users", type=int, help="concurrent users (default: locust.conf)")
+    parser.add_argument("--spawn-rate", type=float, help="users started per second (default: locust.conf)")
+    parser.add_argument("--step", action="store_true", help="step load (loadtest/step_shape.py)")
+    parser.add_argument("--run-timeout", type=float, help=run_timeout_help)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=20, help="jobs at once per worker")
+    parser.add_argument("--csv-prefix", type=Path, default=ROOT / ".loadtest" / csv_name)
+    parser.add_argument("--max-failure-ratio", type=float, default=0.001)
+    return parser
 
 
 def out(line: str = "") -> None:

@@ -32,8 +32,8 @@ from .blueprints import BLUEPRINTS
 from .common_run import (
     CONF,
     HERE,
-    ROOT,
     float_of,
+    load_parser,
     load_problems,
     locust_flags,
     out,
@@ -107,16 +107,7 @@ def summarize(csv_prefix: Path, max_failure_ratio: float) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--run-time", default="60s", help="locust --run-time (e.g. 60s, 5s, 2m)")
-    parser.add_argument("--users", type=int, help="concurrent users (default: locust.conf)")
-    parser.add_argument("--spawn-rate", type=float, help="users started per second (default: locust.conf)")
-    parser.add_argument("--step", action="store_true", help="step load (loadtest/step_shape.py)")
-    parser.add_argument("--run-timeout", type=float, help="seconds before a run counts as lost")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=20, help="jobs at once per worker")
-    parser.add_argument("--csv-prefix", type=Path, default=ROOT / ".loadtest" / "workflows")
-    parser.add_argument("--max-failure-ratio", type=float, default=0.001)
+    parser = load_parser(__doc__, "workflows", "seconds before a run counts as lost")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -74,6 +74,7 @@
 -- @include "trackNode"
 -- @include "commitNode"
 -- @include "completeJob"
+-- @include "nodeReadFields"
 -- @include "takeJob"
 -- @include "placeHandoff"
 
@@ -137,8 +138,7 @@ end
 for _, slot in ipairs(handed) do
   local h = slot[2]
   local n = numText(h.index)
-  local f = rcall("HMGET", h.runKey, "st", "g", "bp", "s:" .. n, "it:" .. n, "t:" .. n, "ff:" .. n, "rs:" .. n,
-    "d:" .. n)
+  local f = rcall("HMGET", h.runKey, "st", "g", "bp", nodeReadFields(n))
   local input = rcall("HGET", h.stateKey, "_inputs." .. h.nodeId)
   replies[slot[1]][2] = { h.fields, h.jobId, { f[1], f[2], f[3] }, h.index, { f[4], f[5], f[6], f[7], f[8], f[9] },
     input }

@@ -9,6 +9,7 @@
   statePrefix, graphPrefix, and indices: a cache of node indices this fills).
 ]]
 -- @include "numText"
+-- @include "nodeReadFields"
 local function takeJob(b, q, token, lockMs, now)
   local rcall = redis.call
   local nextId = rcall("RPOPLPUSH", q.wait, q.active)
@@ -55,7 +56,7 @@ local function takeJob(b, q, token, lockMs, now)
   if known then
     local i = known.index
     local n = numText(i)
-    f = rcall("HMGET", runKey, "st", "g", "bp", "s:" .. n, "it:" .. n, "t:" .. n, "ff:" .. n, "rs:" .. n, "d:" .. n)
+    f = rcall("HMGET", runKey, "st", "g", "bp", nodeReadFields(n))
     if known.graph and f[2] ~= known.graph then
       known = nil
     else
@@ -68,7 +69,7 @@ local function takeJob(b, q, token, lockMs, now)
     if index then
       b.indices[tostring(data.blueprintId) .. "\0" .. data.nodeId] = { graph = f[2], index = index }
       local n = numText(index)
-      local g = rcall("HMGET", runKey, "s:" .. n, "it:" .. n, "t:" .. n, "ff:" .. n, "rs:" .. n, "d:" .. n)
+      local g = rcall("HMGET", runKey, nodeReadFields(n))
       for k = 1, 6 do
         f[k + 3] = g[k]
       end
