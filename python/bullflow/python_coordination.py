@@ -1147,7 +1147,7 @@ class _Run:
         await self.publish_status("completed", _NIL)
         return "completed"
 
-    # -- getOrSetMaxEvents / enqueueNode / enqueueReady
+    # -- readQueueMeta / enqueueNode / enqueueReady
     def job_id(self, i: int, it: float | int) -> str:
         record = self.node_record(i)
         return keys.job_id(self.id, _lua_str(record.id), int(it))

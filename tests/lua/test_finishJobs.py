@@ -1,5 +1,5 @@
-"""lua/finishJobs-10.lua against a real redis-server, as a black box (one job per call here; the
-batches of several jobs in ``test_finishJobs_batch.py``).
+"""lua/finishJobs-10.lua against a real redis-server, as a black box: one job per call, then
+batches of several jobs (``finish_many``).
 
 Jobs are added with bullmq's own ``Queue`` and taken with bullmq's own ``Worker`` (not running:
 ``getNextJob``). Where the script claims to do what bullmq's ``moveToFinished`` (with fetchNext)
@@ -996,3 +996,82 @@ async def test_no_hand_off_on_a_paused_queue(bench: Bench, redis_client: Redis, 
     assert (code, taken) == (ScriptCode.STORED, None)
     assert (await bench.ids("wait"), await bench.ids("active")) == ([keys.job_id(run, "B")], [])
     assert "processedOn" not in await bench.job(keys.job_id(run, "B"))
+
+
+async def test_commits_that_read_their_successors_along_leave_the_runs_as_single_commits_do(
+    bench: Bench, redis_client: Redis, key_prefix: str
+) -> None:
+    """The second commit of a node in one call has the node's graph record already and reads its
+    successors' status and join fields with its run (commitNode's run.joins): a direct successor,
+    a join that keeps waiting, a join that becomes ready (its sets are then never written) and a
+    successor skipped by an edge not taken, whose skip reaches the join again in the same commit.
+    Two runs driven that way end with the same run hash, state and status as a run committed one
+    node per call."""
+    compiled = compile_blueprint(
+        load_blueprint(
+            {
+                "id": f"{key_prefix}-joins",
+                "nodes": [{"id": n, "uses": "x"} for n in "abcde"],
+                "edges": [{"source": s_, "target": t} for s_, t in ("ab", "ac", "bd", "cd", "ce", "ed")],
+            }
+        )
+    )
+    ix, graph = compiled.index, compiled.graph
+    c_to_d = next(e for e in graph.out_edges(ix["c"]) if graph.edge(e)[1] == ix["d"])
+    store = RedisCoordinationStore(redis_client, bench.name)
+    batched = [f"{key_prefix}-x1", f"{key_prefix}-x2"]
+    single = f"{key_prefix}-y"
+    for run in [*batched, single]:
+        assert (await store.start_run(run, compiled, [], RunOptions())).committed
+
+    def entry(run: str, node: str) -> tuple[str, bool, list[Any]]:
+        commit = NodeCommit(
+            run,
+            compiled.content_hash,
+            ix[node],
+            0,
+            taken=[c_to_d] if node == "c" else None,  # c -> e is not taken: e is skipped
+            writes=[(f"_outputs.{node}", f'"{node}"')],
+            inputs=[
+                (graph.edge(e)[1], f"_inputs.{compiled.nodes[graph.edge(e)[1]].id}", f'"{node}"', False)
+                for e in graph.out_edges(ix[node])
+            ],
+        )
+        return keys.job_id(run, node), False, store.commit_values(commit)
+
+    async def take_all() -> None:
+        while await bench.ids("wait"):
+            assert await bench.worker.getNextJob(TOKEN) is not None
+
+    for nodes in (["a"], ["b", "c"], ["d"]):
+        await take_all()
+        for node in nodes:
+            replies = await bench.finish_many([entry(run, node) for run in batched])
+            assert [r[0] for r in replies] == [ScriptCode.STORED] * 2
+            [(code, _, _)] = await bench.finish_many([entry(single, node)])
+            assert code == ScriptCode.STORED
+
+    async def snapshot(run: str) -> dict[str, Any]:
+        run_hash = {
+            text(k): text(v)
+            for k, v in (await redis_client.hgetall(keys.run_key(run))).items()  # type: ignore[misc]
+        }
+        for name in ("ts", "lu", "tf", "ch"):
+            assert run_hash.pop(name)
+        for i in range(5):  # task records hold times; a skipped node has none
+            if run_hash.pop(f"k:{i}", None) is not None:
+                assert i != ix["e"]
+        state = {
+            text(k): text(v)
+            for k, v in (await redis_client.hgetall(keys.state_key(run))).items()  # type: ignore[misc]
+        }
+        status = json.loads(await redis_client.get(keys.status_key(run)))
+        return {"run": run_hash, "state": state, "status": status}
+
+    expected = await snapshot(single)
+    assert expected["status"]["status"] == "completed"
+    assert expected["run"][f"s:{ix['e']}"] == "4" and expected["run"][f"s:{ix['d']}"] == "3"
+    d = ix["d"]
+    assert not any(name in expected["run"] for name in (f"a:{d}", f"a:{d}#", f"r:{d}", f"r:{d}#"))
+    for run in batched:
+        assert await snapshot(run) == expected

@@ -46,7 +46,7 @@
 -- @include "setNodeStatus"
 -- @include "addToSet"
 -- @include "clearNodeSets"
--- @include "getOrSetMaxEvents"
+-- @include "readQueueMeta"
 -- @include "enqueueNode"
 -- @include "makeReady"
 -- @include "resetLoopBody"

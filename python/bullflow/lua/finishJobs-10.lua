@@ -49,7 +49,7 @@
 -- @include "setNodeStatus"
 -- @include "addToSet"
 -- @include "clearNodeSets"
--- @include "getOrSetMaxEvents"
+-- @include "readQueueMeta"
 -- @include "openForTakes"
 -- @include "enqueueNode"
 -- @include "makeReady"
@@ -131,7 +131,8 @@ for e = 1, tonumber(ARGV[6]) do
 end
 writeNodeCounts(counts)
 if finished > 0 then
-  rcall("XTRIM", q.events, "MAXLEN", "~", q.maxEvents or getOrSetMaxEvents(q.meta))
+  readQueueMeta(q)
+  rcall("XTRIM", q.events, "MAXLEN", "~", q.maxEvents)
 end
 
 -- the jobs handed to slots: what their nodes need, read once every commit is done
@@ -162,7 +163,7 @@ if #takers > 0 and openForTakes(q, now) then
     took = took + 1
   end
   if took > 0 and rcall("LLEN", q.wait) > 0 then
-    rcall("ZADD", q.marker, 0, "0") -- jobs still wait: wake a blocked worker for them
+    rcall("ZADD", q.marker, "0", "0") -- jobs still wait: wake a blocked worker for them
   end
   taken = taken + took
 end

@@ -27,7 +27,7 @@
 -- @include "loadRun"
 -- @include "nodeRecord"
 -- @include "nodeStatus"
--- @include "getOrSetMaxEvents"
+-- @include "readQueueMeta"
 -- @include "enqueueNode"
 
 local run = loadRun(nil, KEYS[1], KEYS[2], nil, ARGV[1])

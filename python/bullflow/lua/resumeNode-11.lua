@@ -27,7 +27,7 @@
 -- @include "nodeRecord"
 -- @include "nodeStatus"
 -- @include "setNodeStatus"
--- @include "getOrSetMaxEvents"
+-- @include "readQueueMeta"
 -- @include "enqueueNode"
 -- @include "logRun"
 

@@ -37,13 +37,14 @@
     exists, -4 (GRAPH_MISSING) no graph stored under KEYS[3], -1 (BAD_ARGUMENTS) odd context or
     a job options fragment that starts with a comma.
 ]]
+-- @include "numText"
 -- @include "callInChunks"
--- @include "loadRun"
+-- @include "newRun"
 -- @include "nodeRecord"
 -- @include "nodeStatus"
 -- @include "setNodeStatus"
 -- @include "clearNodeSets"
--- @include "getOrSetMaxEvents"
+-- @include "readQueueMeta"
 -- @include "enqueueNode"
 -- @include "makeReady"
 -- @include "isJsonText"
@@ -68,28 +69,33 @@ if (#ARGV - 9) % 2 ~= 0 or string.sub(ARGV[7], 1, 1) == "," then
 end
 local meta = cjson.decode(metaText)
 local t = redis.call("TIME")
-redis.call("HSET", KEYS[2], "bp", ARGV[2], "g", meta.hash, "n", meta.nodes, "nd", 0, "st", "running",
-  "out", 0, "aw", 0, "mw", ARGV[6], "ttl", ARGV[5], "q", ARGV[3], "ch", ARGV[4], "jo", ARGV[7],
-  "ts", tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local run = newRun({ ARGV[2], meta.nodes, 0, "running", ARGV[6], ARGV[5], ARGV[3], ARGV[4], ARGV[7], meta.hash },
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], now)
+-- every start node becomes ready at wave 1 (makeReady below), unless the wave limit is below 1
+local starts = run.maxWaves >= 1 and #meta.start or 0
+redis.call("HSET", KEYS[2], "bp", ARGV[2], "g", meta.hash, "n", numText(meta.nodes), "nd", "0", "st", "running",
+  "out", numText(starts), "aw", "0", "mw", ARGV[6], "ttl", ARGV[5], "q", ARGV[3], "ch", ARGV[4], "jo", ARGV[7],
+  "ts", run.nowText, "lu", run.nowText)
 local adopt = ARGV[8] == "1"
 if not adopt and #ARGV >= 10 then
   callInChunks("HSET", KEYS[1], ARGV, 10, 2)
 end
 redis.call("HSETNX", KEYS[1], "blueprintId", cjson.encode(ARGV[2]))
 redis.call("HSETNX", KEYS[1], "blueprintVersion", ARGV[9])
-local run = loadRun(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 local q = { wait = KEYS[5], meta = KEYS[6], id = KEYS[7], active = KEYS[8], events = KEYS[9],
   marker = KEYS[10], delayed = KEYS[11] }
-redis.call("HSET", KEYS[2], "lu", run.now)
-redis.call("ZADD", "bullflow:runs", run.now, ARGV[1])
+redis.call("ZADD", "bullflow:runs", run.nowText, ARGV[1])
 logRun(run, "run-started", nil, adopt and "adopted" or "")
 for _, s in ipairs(meta.start) do
-  makeReady(run, s, 1)
+  makeReady(run, s, 1, false, false, true) -- a new run: no wave, iteration or sets yet
 end
 local enqueued = 0
 if not adopt then
   enqueued = enqueueReady(run, q)
 end
-redis.call("HINCRBY", run.runKey, "out", #run.ready)
-local status = settleRun(run)
+local status = nil
+if starts == 0 then
+  status = settleRun(run) -- nothing to run: the run ends now
+end
 return { 1, enqueued, status or run.status }

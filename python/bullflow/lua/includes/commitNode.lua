@@ -7,10 +7,40 @@
   metrics an accumulator for trackNode (nil: counted at once). Returns completeNode's reply.
 ]]
 -- @include "numText"
+-- @include "joinFields"
 local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metrics)
   local i = tonumber(A[2])
   local n = numText(i)
-  local run = loadRun(stateKey, runKey, graphKey, statusKey, A[1], now, { "s:" .. n, "it:" .. n, "rs:" .. n, "w:" .. n, "ff:" .. n })
+  local fields = { "s:" .. n, "it:" .. n, "rs:" .. n, "w:" .. n, "ff:" .. n }
+  -- a completion of a node the script has the record of (q.graphs: a static node) that is no
+  -- loop controller: its successors' statuses and joinFields are read along (run.joins)
+  local shared = q.graphs and q.graphs[graphKey]
+  local known = A[4] == "complete" and shared and shared[i]
+  local targets = {}
+  if known and not known.lc then
+    local seen = { [i] = true }
+    for _, e in ipairs(known.edges) do
+      local t = e[3]
+      if e[2] == i and not seen[t] then
+        seen[t] = true
+        targets[#targets + 1] = t
+      end
+    end
+    if known.fb >= 0 and not seen[known.fb] then
+      targets[#targets + 1] = known.fb
+    end
+    if #targets > 64 then
+      targets = {} -- a wide fan-out: its successors are read as propagate reaches them
+    end
+    for _, t in ipairs(targets) do
+      local tn = numText(t)
+      fields[#fields + 1] = "s:" .. tn
+      for _, field in ipairs({ joinFields(tn) }) do
+        fields[#fields + 1] = field
+      end
+    end
+  end
+  local run = loadRun(stateKey, runKey, graphKey, statusKey, A[1], now, fields)
   if not run then
     return { -5, 0, false }
   end
@@ -19,6 +49,15 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   end
   run.metrics = metrics
   run.graphs = q.graphs
+  if #targets > 0 then
+    local current, joins = run.extra, {}
+    for k, t in ipairs(targets) do
+      local at = 5 + 8 * (k - 1)
+      run.statuses[t] = tonumber(current[at + 1] or "0")
+      joins[t] = { unpack(current, at + 2, at + 8) }
+    end
+    run.joins = joins
+  end
   local mode = A[4]
   local current = run.extra
   run.statuses[i] = tonumber(current[1] or "0")
@@ -29,6 +68,9 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   local extra = {}
   if A[6] ~= "" then
     extra = cjson.decode(A[6])
+    if extra.dynamic then
+      run.joins = nil -- the nodes it adds change a gather node's joinFields
+    end
   end
 
   -- context writes (the node's own, its output and the <id> alias)
@@ -45,7 +87,8 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
     end
   end
   callInChunks("HDEL", run.stateKey, dels, 1, 1)
-  callInChunks("HSET", run.stateKey, sets, 1, 2)
+  -- the sets are written with the successors' inputs below (one HSET), or first where the
+  -- commit reads the state hash (await)
   pos = pos + 2 * nwrites + 1
   local ninputs = tonumber(A[pos])
   local task = readTask(pos + 4 * ninputs + 1, A)
@@ -53,8 +96,12 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
     redis.call("HDEL", run.runKey, "rs:" .. numText(i))
   end
 
+  if mode == "sleep" or mode == "await" then
+    callInChunks("HSET", run.stateKey, sets, 1, 2)
+    sets = {}
+  end
   if mode == "sleep" then
-    local it = redis.call("HINCRBY", run.runKey, "it:" .. numText(i), 1)
+    local it = redis.call("HINCRBY", run.runKey, "it:" .. numText(i), "1")
     redis.call("HSET", run.runKey, "rs:" .. numText(i), '{"sleep":true}')
     enqueueNode(run, q, i, it, math.max(1, math.floor(tonumber(extra.sleepMs) or 0)))
     trackNode(run, i, "node-sleeping", task, nil, nil)
@@ -63,8 +110,8 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
 
   if mode == "await" then
     setNodeStatus(run, i, 6)
-    redis.call("HINCRBY", run.runKey, "out", -1)
-    redis.call("HINCRBY", run.runKey, "aw", 1)
+    redis.call("HINCRBY", run.runKey, "out", "-1")
+    redis.call("HINCRBY", run.runKey, "aw", "1")
     local ids = cjson.decode(redis.call("HGET", run.stateKey, "_awaitingNodeIds") or "[]")
     ids[#ids + 1] = rec.id
     local detailsText = redis.call("HGET", run.stateKey, "_awaitingDetails")
@@ -77,7 +124,7 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   end
 
   -- inputs handed to successors; a late arrival at a node that already ran changes nothing
-  local inputs, transformed = {}, {}
+  local inputs, transformed = sets, {}
   for k = 0, ninputs - 1 do
     local t = tonumber(A[pos + 4 * k + 1])
     local trec = nodeRecord(run, t)
@@ -86,7 +133,7 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
       inputs[#inputs + 1] = A[pos + 4 * k + 3]
       if A[pos + 4 * k + 4] == "1" then
         transformed[#transformed + 1] = "t:" .. numText(t)
-        transformed[#transformed + 1] = 1
+        transformed[#transformed + 1] = "1"
       end
     end
   end
@@ -167,7 +214,9 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   run.fetching = extra.fetching == 1
   local enqueued = enqueueReady(run, q)
   local status = nil
-  if redis.call("HINCRBY", run.runKey, "out", numText(enqueued - 1)) <= 0 then
+  -- this node leaves the outstanding count and the enqueued ones join it (one for one: no change,
+  -- and the count stays above 0)
+  if enqueued ~= 1 and redis.call("HINCRBY", run.runKey, "out", numText(enqueued - 1)) <= 0 then
     status = settleRun(run)
   end
   return { 1, enqueued, status or run.status }

@@ -30,7 +30,7 @@ local function completeJob(b, q, jobId, token, keep, age, now)
   if keep ~= 0 and age ~= "" then
     aged = b.aged[age]
     if aged == nil then
-      aged = rcall("ZREVRANGEBYSCORE", b.completed, now - tonumber(age) * 1000, "-inf", "LIMIT", 0, 1000)
+      aged = rcall("ZREVRANGEBYSCORE", b.completed, numText(now - tonumber(age) * 1000), "-inf", "LIMIT", "0", "1000")
       for _, id in ipairs(aged) do
         local old = rcall("HMGET", prefix .. id, "parentKey", "parent")
         if old[1] or old[2] then
@@ -44,7 +44,7 @@ local function completeJob(b, q, jobId, token, keep, age, now)
       return -7
     end
   end
-  if rcall("LREM", b.active, -1, jobId) == 0 then
+  if rcall("LREM", b.active, "-1", jobId) == 0 then
     return -7 -- not active (the first change this makes)
   end
   rcall("DEL", lockKey)
@@ -63,13 +63,13 @@ local function completeJob(b, q, jobId, token, keep, age, now)
       b.aged[age] = {} -- removed: the next job of this script with that age finds none
     end
     if keep > 0 then
-      local extra = rcall("ZREVRANGE", b.completed, keep, -1)
+      local extra = rcall("ZREVRANGE", b.completed, numText(keep), "-1")
       for _, id in ipairs(extra) do
         local key = prefix .. id
         rcall("DEL", key, key .. ":logs", key .. ":dependencies", key .. ":processed", key .. ":failed",
           key .. ":unsuccessful")
       end
-      rcall("ZREMRANGEBYRANK", b.completed, 0, -(keep + 1))
+      rcall("ZREMRANGEBYRANK", b.completed, "0", numText(-(keep + 1)))
     end
   else
     rcall("DEL", jobKey, jobKey .. ":logs", jobKey .. ":dependencies", jobKey .. ":processed",

@@ -6,7 +6,7 @@
   marker that wakes blocked workers. Job id: <runId>_<nodeId>, plus _<it> after the first
   iteration. A job id that exists already is left alone (bullmq's duplicate rule). q is the
   table of queue keys {wait, meta, id, active, events, marker, delayed}; it caches the queue's
-  event limit and pause state for the script. With run.skipMarker the
+  meta fields (readQueueMeta) and pause state for the script. With run.skipMarker the
   marker that wakes blocked workers is not set (the committing worker takes the job itself).
   With q.handoff (a worker slot of finishJobs that wants its next job and has none yet), the
   first job without delay is handed to that slot instead of the wait list (when the queue is
@@ -14,6 +14,7 @@
   are written, q.handoff records the job, and the caller places it with placeHandoff.
 ]]
 -- @include "numText"
+-- @include "readQueueMeta"
 -- @include "openForTakes"
 local function enqueueNode(run, q, i, it, delay)
   local rec = nodeRecord(run, i)
@@ -22,9 +23,7 @@ local function enqueueNode(run, q, i, it, delay)
     jobId = jobId .. "_" .. numText(it)
   end
   local jobKey = run.queue .. jobId
-  if not q.maxEvents then
-    q.maxEvents = getOrSetMaxEvents(q.meta)
-  end
+  readQueueMeta(q)
   local maxEvents = q.maxEvents
   redis.call("INCR", q.id)
   if redis.call("EXISTS", jobKey) == 1 then
@@ -79,16 +78,12 @@ local function enqueueNode(run, q, i, it, delay)
     end
   else
     if q.pausedOrMaxed == nil then
-      local meta = redis.call("HMGET", q.meta, "paused", "concurrency")
-      q.pausedOrMaxed = meta[1] ~= false
-      if not q.pausedOrMaxed and meta[2] then
-        q.pausedOrMaxed = redis.call("LLEN", q.active) >= tonumber(meta[2])
-      end
+      q.pausedOrMaxed = q.paused or (q.concurrency ~= nil and redis.call("LLEN", q.active) >= q.concurrency)
     end
     local pausedOrMaxed = q.pausedOrMaxed
     redis.call("LPUSH", q.wait, jobId)
     if not pausedOrMaxed and not run.skipMarker and not q.marked then
-      redis.call("ZADD", q.marker, 0, "0")
+      redis.call("ZADD", q.marker, "0", "0")
       q.marked = true -- nothing pops it before the script ends
     end
     redis.call("XADD", q.events, "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId", jobId)

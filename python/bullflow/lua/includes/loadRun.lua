@@ -1,11 +1,11 @@
 --[[
   Reads a run's settings from its coordination hash into a table the other functions share:
   keys, ids, counts, the queue's key prefix, the status channel and a per-call cache of node
-  records. now is the caller's clock (ms), read from the server when nil; the values of the run
-  hash fields listed in extra (optional) are read in the same call, into run.extra. Returns nil
-  when the run hash does not exist.
+  records (newRun). now is the caller's clock (ms), read from the server when nil; the values of
+  the run hash fields listed in extra (optional) are read in the same call, into run.extra.
+  Returns nil when the run hash does not exist.
 ]]
--- @include "numText"
+-- @include "newRun"
 local function loadRun(stateKey, runKey, graphKey, statusKey, runId, now, extra)
   local f = redis.call("HMGET", runKey, "bp", "n", "nd", "st", "mw", "ttl", "q", "ch", "jo", "g", unpack(extra or {}))
   if not f[1] then
@@ -15,13 +15,5 @@ local function loadRun(stateKey, runKey, graphKey, statusKey, runId, now, extra)
     local t = redis.call("TIME")
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
-  return {
-    id = runId, stateKey = stateKey, runKey = runKey, graphKey = graphKey, statusKey = statusKey,
-    blueprintId = f[1], nstatic = tonumber(f[2]), ndynamic = tonumber(f[3]), status = f[4],
-    maxWaves = tonumber(f[5]), ttl = tonumber(f[6]), queue = f[7], channel = f[8],
-    jobOpts = (f[9] and f[9] ~= "") and ("," .. f[9]) or "", graph = f[10],
-    now = now, nowText = numText(now),
-    records = {}, statuses = {}, iterations = {}, ready = {}, skipped = {}, loopError = nil,
-    extra = { unpack(f, 11) },
-  }
+  return newRun(f, stateKey, runKey, graphKey, statusKey, runId, now)
 end

@@ -4,6 +4,6 @@
   The log expires with the run (publishStatus); the HTTP API and the dashboard read it.
 ]]
 local function logRun(run, kind, nodeId, message)
-  redis.call("XADD", "bullflow:runlog:" .. run.id, "MAXLEN", "~", 1000, "*", "type", kind,
+  redis.call("XADD", "bullflow:runlog:" .. run.id, "MAXLEN", "~", "1000", "*", "type", kind,
     "node", nodeId or "", "msg", message or "")
 end

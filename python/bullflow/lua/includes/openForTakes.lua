@@ -7,13 +7,14 @@
   marker wakes blocked workers for them. q: the script's queue keys (meta, delayed, wait,
   events, marker) and q.prefix the queue key prefix; now the script's clock (ms).
 ]]
+-- @include "readQueueMeta"
 local function openForTakes(q, now)
   if q.open ~= nil then
     return q.open
   end
   local rcall = redis.call
-  local meta = rcall("HMGET", q.meta, "paused", "concurrency", "max")
-  local open = not meta[1] and not meta[3]
+  readQueueMeta(q)
+  local open = not q.paused and not q.rateLimited
   if open then
     local due = rcall("ZRANGEBYSCORE", q.delayed, 0, (now + 1) * 0x1000 - 1, "LIMIT", 0, 1000)
     for _, id in ipairs(due) do
@@ -27,14 +28,14 @@ local function openForTakes(q, now)
         rcall("ZREM", q.delayed, id)
         rcall("LPUSH", q.wait, id)
         rcall("XADD", q.events, "*", "event", "waiting", "jobId", id, "prev", "delayed")
-        rcall("HSET", q.prefix .. id, "delay", 0)
+        rcall("HSET", q.prefix .. id, "delay", "0")
       end
       if #due > 0 then
-        rcall("ZADD", q.marker, 0, "0")
+        rcall("ZADD", q.marker, "0", "0")
       end
     end
   end
   q.open = open
-  q.limit = open and meta[2] and tonumber(meta[2]) or nil
+  q.limit = open and q.concurrency or nil
   return open
 end

@@ -16,7 +16,7 @@ local function placeHandoff(q, h, took, token, lockMs)
   else
     rcall("HDEL", q.prefix .. jobId, "processedOn", "ats")
     rcall("LPUSH", q.wait, jobId)
-    rcall("ZADD", q.marker, 0, "0")
+    rcall("ZADD", q.marker, "0", "0")
     rcall("XADD", q.events, "MAXLEN", "~", q.maxEvents, "*", "event", "waiting", "jobId", jobId)
   end
 end

@@ -5,6 +5,10 @@
   latency from its start ("rl"), and the state, run, status and log keys get the run's TTL
   (0 = keep). 'awaiting' is not final.
 ]]
+-- @include "numText"
+-- @include "newNodeCounts"
+-- @include "countLatency"
+-- @include "writeNodeCounts"
 local function publishStatus(run, status, reason)
   local text = buildStatus(run, status, reason)
   run.status = status
@@ -13,24 +17,29 @@ local function publishStatus(run, status, reason)
     redis.call("SET", run.statusKey, text)
   else
     redis.call("HSET", run.runKey, "st", status, "lu", run.nowText, "tf", run.nowText)
-    redis.call("HINCRBY", "bullflow:metrics", "rc:" .. status, 1)
     local started = run.started
     if started == nil then
       started = redis.call("HGET", run.runKey, "ts")
     end
     started = tonumber(started or "0")
-    countLatency("rl", math.max(0, run.now - started))
+    -- counted with the script's node metrics (run.metrics) when it has them
+    local metrics = run.metrics or newNodeCounts()
+    metrics.other["rc:" .. status] = (metrics.other["rc:" .. status] or 0) + 1
+    countLatency(metrics, "rl", math.max(0, run.now - started))
+    if not run.metrics then
+      writeNodeCounts(metrics)
+    end
     if run.ttl > 0 then
-      redis.call("SET", run.statusKey, text, "EX", run.ttl)
-      redis.call("EXPIRE", run.stateKey, run.ttl)
-      redis.call("EXPIRE", run.runKey, run.ttl)
+      redis.call("SET", run.statusKey, text, "EX", numText(run.ttl))
+      redis.call("EXPIRE", run.stateKey, numText(run.ttl))
+      redis.call("EXPIRE", run.runKey, numText(run.ttl))
     else
       redis.call("SET", run.statusKey, text)
     end
   end
   logRun(run, "run-" .. status, nil, reason)
   if status ~= "awaiting" and run.ttl > 0 then
-    redis.call("EXPIRE", "bullflow:runlog:" .. run.id, run.ttl)
+    redis.call("EXPIRE", "bullflow:runlog:" .. run.id, numText(run.ttl))
   end
   redis.call("PUBLISH", run.channel, text)
   return text

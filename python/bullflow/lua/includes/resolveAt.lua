@@ -1,14 +1,15 @@
 --[[
-  Predecessor p resolved at node t (an 'all' join), having arrived when arrived is true: p is
-  added to t's arrival set "a:<t>" (when it arrived) and to its resolution set "r:<t>", as
-  addToSet writes them, in one read and at most one write of the run hash. Returns whether t
-  still waits on a predecessor (isWaitingOn) and the size of its arrival set.
+  Predecessor p resolved at node t (an 'all' join), having arrived when arrived is true: p joins
+  t's arrival set "a:<t>" (when it arrived) and its resolution set "r:<t>", as addToSet writes
+  them. f: t's joinFields values, as read before. Returns whether t still waits on a
+  predecessor (isWaitingOn), the size of its arrival set, and the run hash writes (field, value,
+  ...) that record the two sets, for the caller to make: none when t becomes ready, since
+  makeReady then forgets both sets.
 ]]
 -- @include "numText"
-local function resolveAt(run, t, p, arrived)
+local function resolveAt(run, t, p, arrived, f)
   local n, pn = numText(t), numText(p)
   local a, r = "a:" .. n, "r:" .. n
-  local f = redis.call("HMGET", run.runKey, a, a .. "#", r, r .. "#", "x:" .. n .. "#")
   local member = "," .. pn .. ","
   local sizes = { tonumber(f[2]) or 0, tonumber(f[4]) or 0 }
   local writes = {}
@@ -22,8 +23,5 @@ local function resolveAt(run, t, p, arrived)
       writes[#writes + 1] = numText(sizes[k])
     end
   end
-  if #writes > 0 then
-    redis.call("HSET", run.runKey, unpack(writes))
-  end
-  return sizes[2] < nodeRecord(run, t).npreds + (tonumber(f[5]) or 0), sizes[1]
+  return sizes[2] < nodeRecord(run, t).npreds + (tonumber(f[5]) or 0), sizes[1], writes
 end
