@@ -12,7 +12,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 RUST_SOURCES := Cargo.toml Cargo.lock $(shell find rust_core -name '*.rs' 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: browser help demo demo-inprocess test test-python test-rust bench loadtest loadtest-http soak lint wheel wheel-smoke redis toolchain deps build clean node-deps
+.PHONY: browser help demo demo-inprocess test test-python test-rust bench loadtest loadtest-http soak lint wheel wheel-smoke redis toolchain deps build clean node-deps flowcraft-deps
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,7 +34,7 @@ test-python: build redis ## Only the pytest suite
 test-rust: toolchain ## Only cargo test
 	cargo test --no-default-features
 
-bench: build redis ## Benchmarks with timing on; prints a comparison table
+bench: build redis flowcraft-deps ## Benchmarks with timing on (Flowcraft's Node adapter too); prints a comparison table
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops,rounds \
 		--benchmark-sort=name --benchmark-autosave --benchmark-storage=.benchmarks --benchmark-json=.benchmarks/latest.json -p no:randomly $(PYTEST_ARGS)
 	$(PY) -m bench.report .benchmarks/latest.json
@@ -103,6 +103,17 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 node-deps: ## Install the Node packages of the wire-compatibility tests (tests/node; skipped without npm)
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_STAMP); \
 	else echo "npm not found: the Node compatibility tests will be skipped"; fi
+
+FLOWCRAFT_DIR := bench/flowcraft
+FLOWCRAFT_STAMP := $(FLOWCRAFT_DIR)/node_modules/.installed
+
+$(FLOWCRAFT_STAMP): $(FLOWCRAFT_DIR)/package.json $(FLOWCRAFT_DIR)/package-lock.json
+	cd $(FLOWCRAFT_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+flowcraft-deps: ## Install Flowcraft's Node BullMQ adapter for its W3 benchmark (bench/flowcraft; skipped without npm)
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(FLOWCRAFT_STAMP); \
+	else echo "npm not found: the Flowcraft benchmark will be skipped"; fi
 
 $(BUILD_STAMP): $(DEPS_STAMP) $(RUST_SOURCES) pyproject.toml
 	$(MAKE) --no-print-directory toolchain

@@ -73,7 +73,24 @@ def table(data: dict[str, Any]) -> list[str]:
                     notes.append(f"lua is {_median_ms(twin) / median:.1f}x python")
             if info.get("flowcraft_nodes_per_s") and units:
                 flowcraft = info["flowcraft_nodes_per_s"]
-                notes.append(f"Flowcraft Node {flowcraft:,}/s: {units / (median / 1000) / flowcraft:.2f}x")
+                label = "the issue's figure" if impl.startswith("flowcraft-node") else "Flowcraft Node"
+                notes.append(f"{label} {flowcraft:,}/s: {units / (median / 1000) / flowcraft:.2f}x")
+            measured = by_impl.get(f"flowcraft-node-{info.get('workers')}w")
+            if (
+                measured is not None
+                and info.get("loop") == "fast"
+                and info.get("coordination") == "lua"
+                and units
+            ):
+                fc_info = measured["extra_info"]
+                fc_rate = fc_info["nodes"] / (_median_ms(measured) / 1000)
+                note = f"Flowcraft measured here {fc_rate:,.0f}/s: {units / (median / 1000) / fc_rate:.2f}x"
+                if info.get("cpu_us_per_node") and fc_info.get("cpu_us_per_node"):
+                    note += (
+                        f", {fc_info['cpu_us_per_node']:g} us CPU/node:"
+                        f" {info['cpu_us_per_node'] / fc_info['cpu_us_per_node']:.2f} of it"
+                    )
+                notes.append(note)
             if info.get("flowcraft_ms"):
                 notes.append(
                     f"Flowcraft {info['flowcraft_ms']:g} ms: {info['flowcraft_ms'] / median:.2f}x faster"

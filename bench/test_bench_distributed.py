@@ -99,17 +99,6 @@ class Pool:
 
 
 @pytest.fixture(scope="module")
-def redis_pid(redis_server: str) -> int:
-    import redis
-
-    client = redis.Redis.from_url(redis_server)
-    try:
-        return int(client.info("server")["process_id"])
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="module")
 def pools(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Pool]]:
     path = tmp_path_factory.mktemp("bench") / "blueprints.json"
     path.write_text(json.dumps(BLUEPRINTS))

@@ -69,15 +69,6 @@ def settings_for(name: str, **options: Any) -> DurableSettings:
     return DurableSettings(prefix=name, queue_name=name, **options)
 
 
-@pytest.fixture(scope="module")
-def redis_pid(redis_server: str) -> int:
-    client = redis.Redis.from_url(redis_server)
-    try:
-        return int(client.info("server")["process_id"])
-    finally:
-        client.close()
-
-
 class WorkerPool:
     """``WORKERS`` durable worker processes on a prefix and queue of their own."""
 
