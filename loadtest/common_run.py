@@ -211,6 +211,21 @@ def load_problems(
     return problems
 
 
+def verdict(problems: list[str], locust_code: int, worker_codes: Sequence[int | None], prefix: Path) -> int:
+    """The exit code of a load run (both runners): 1 with the problems printed when the run found
+    any, locust failed or a worker exited uncleanly; 0 otherwise."""
+    problems = list(problems)
+    if locust_code != 0:
+        problems.append(f"locust exited with {locust_code}")
+    if any(code != 0 for code in worker_codes):
+        problems.append(f"worker exit codes {list(worker_codes)}")
+    out(f"stats: {prefix}_stats.csv")
+    if problems:
+        out("FAILED: " + "; ".join(problems))
+        return 1
+    return 0
+
+
 def read_failures(prefix: Path, limit: int = 5) -> list[dict[str, str]]:
     failures_file = Path(f"{prefix}_failures.csv")
     if not failures_file.exists():

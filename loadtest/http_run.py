@@ -57,6 +57,7 @@ from .common_run import (
     start_workers,
     stop_workers,
     subprocess_env,
+    verdict,
 )
 
 SCENARIO = HERE / "http_api.py"
@@ -316,15 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = summarize(csv_prefix, len(lost), args.max_failure_ratio) + problems
     for note in notes:
         out(note)
-    if locust_code != 0:
-        problems.append(f"locust exited with {locust_code}")
-    if any(code != 0 for code in worker_codes):
-        problems.append(f"worker exit codes {worker_codes}")
-    out(f"stats: {csv_prefix}_stats.csv")
-    if problems:
-        out("FAILED: " + "; ".join(problems))
-        return 1
-    return 0
+    return verdict(problems, locust_code, worker_codes, csv_prefix)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from .common_run import (
     run_locust,
     start_workers,
     stop_workers,
+    verdict,
 )
 
 SCENARIO = HERE / "workflows.py"
@@ -137,15 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out()
     problems = summarize(csv_prefix, args.max_failure_ratio)
-    if locust_code != 0:
-        problems.append(f"locust exited with {locust_code}")
-    if any(code != 0 for code in worker_codes):
-        problems.append(f"worker exit codes {worker_codes}")
-    out(f"stats: {csv_prefix}_stats.csv")
-    if problems:
-        out("FAILED: " + "; ".join(problems))
-        return 1
-    return 0
+    return verdict(problems, locust_code, worker_codes, csv_prefix)
 
 
 if __name__ == "__main__":

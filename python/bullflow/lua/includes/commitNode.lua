@@ -18,26 +18,36 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   local known = A[4] == "complete" and shared and shared[i]
   local targets = {}
   if known and not known.lc then
-    local seen = { [i] = true }
-    for _, e in ipairs(known.edges) do
-      local t = e[3]
-      if e[2] == i and not seen[t] then
-        seen[t] = true
-        targets[#targets + 1] = t
+    -- the successors and their field names, worked out once per node and script (known.reads)
+    local reads = known.reads
+    if not reads then
+      local seen, names = { [i] = true }, {}
+      for _, e in ipairs(known.edges) do
+        local t = e[3]
+        if e[2] == i and not seen[t] then
+          seen[t] = true
+          targets[#targets + 1] = t
+        end
       end
-    end
-    if known.fb >= 0 and not seen[known.fb] then
-      targets[#targets + 1] = known.fb
-    end
-    if #targets > 64 then
-      targets = {} -- a wide fan-out: its successors are read as propagate reaches them
-    end
-    for _, t in ipairs(targets) do
-      local tn = numText(t)
-      fields[#fields + 1] = "s:" .. tn
-      for _, field in ipairs({ joinFields(tn) }) do
-        fields[#fields + 1] = field
+      if known.fb >= 0 and not seen[known.fb] then
+        targets[#targets + 1] = known.fb
       end
+      if #targets > 64 then
+        targets = {} -- a wide fan-out: its successors are read as propagate reaches them
+      end
+      for _, t in ipairs(targets) do
+        local tn = numText(t)
+        names[#names + 1] = "s:" .. tn
+        for _, field in ipairs({ joinFields(tn) }) do
+          names[#names + 1] = field
+        end
+      end
+      reads = { targets = targets, names = names }
+      known.reads = reads
+    end
+    targets = reads.targets
+    for _, field in ipairs(reads.names) do
+      fields[#fields + 1] = field
     end
   end
   local run = loadRun(stateKey, runKey, graphKey, statusKey, A[1], now, fields)

@@ -4,7 +4,8 @@
   field "d:<i>". Fields: id, any (join 'any'), lc (loop controller), fb (fallback index or -1),
   ls (loop start or -1), npreds, preds (set), back (set), edges ({edge, source, target, action,
   conditional}), body (loop body indices), opts (job options JSON fragment). Records are read
-  only; with run.graphs (graph key -> records) the static ones are shared by a script's calls.
+  only (but for what commitNode derives from one and keeps in it: reads); with run.graphs (graph
+  key -> records) the static ones are shared by a script's calls.
 ]]
 local function nodeRecord(run, i)
   local r = run.records[i]
