@@ -11,6 +11,7 @@ state hash Redis keeps as a hash table, the order of the status JSON's context m
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import time
@@ -522,6 +523,63 @@ async def test_await_then_resume_enqueues_the_next_iteration_once(
     assert (await d.complete("W", iteration=0)).code == ScriptCode.ALREADY_PRESENT
     resumed = await d.complete("W")
     assert (resumed.code, resumed.enqueued) == (ScriptCode.STORED, 1)
+
+
+@pytest.mark.parametrize("ending", ["completed", "kept", "awaiting", "cancelled"])
+async def test_a_run_hash_is_a_hash_table_while_the_run_runs_and_compact_once_it_stops(
+    store: CoordinationStore, redis_client: Redis, key_prefix: str, ending: str
+) -> None:
+    """startRun's filler field "hx" keeps the run hash a hash table while the run runs (an absent
+    field costs a lookup, not a scan of a listpack); once the run's status is published the
+    filler is gone and the hash is a listpack again, with every other field and the run's TTL
+    ("kept": state_ttl_seconds 0, no TTL; an awaiting run has none either)."""
+    d = Driver(store, redis_client, bp(["A", "W", "B"], ["A>W", "W>B"]), f"{key_prefix}-run", key_prefix)
+    await d.start(**({"state_ttl_seconds": 0} if ending == "kept" else {}))
+    run_key = keys.run_key(d.run)
+    assert await redis_client.object("ENCODING", run_key) == b"hashtable"
+    assert (await d.fields())["hx"] == "-" * 65
+    await d.complete("A")
+    before = await d.fields()
+    if ending == "awaiting":
+        result = await d.complete("W", mode="await")
+    elif ending == "cancelled":
+        result = await d.cancel()
+    else:
+        await d.complete("W")
+        result = await d.complete("B")
+    assert result.status == ("completed" if ending == "kept" else ending)
+    assert await redis_client.object("ENCODING", run_key) == b"listpack"
+    after = await d.fields()
+    assert "hx" not in after and after["st"] == result.status
+    kept = {k: v for k, v in before.items() if k != "hx" and not k.endswith(":1") and not k.endswith(":2")}
+    for changed in ("st", "lu", "out", "aw"):
+        del kept[changed]
+    assert {k: after[k] for k in kept} == kept  # the start fields and A's, as they were
+    assert after[f"k:{d.index('A')}"] == before[f"k:{d.index('A')}"]
+    ttl = await redis_client.ttl(run_key)
+    if ending in ("kept", "awaiting"):
+        assert ttl == -1
+    else:
+        assert 86_000 < ttl <= 86_400
+
+
+async def test_a_run_hash_too_big_for_a_listpack_loses_only_its_filler(
+    store: CoordinationStore, redis_client: Redis, key_prefix: str
+) -> None:
+    """A run hash past 128 fields (here a 50-node chain's) is left a hash table when the run
+    ends; the filler goes and the hash gets the run's TTL all the same."""
+    names = [f"N{k}" for k in range(50)]
+    chain = bp(names, [f"{a}>{b}" for a, b in itertools.pairwise(names)])
+    d = Driver(store, redis_client, chain, f"{key_prefix}-run", key_prefix)
+    await d.start()
+    for name in names:
+        result = await d.complete(name)
+    assert result.status == "completed"
+    run_key = keys.run_key(d.run)
+    fields = await d.fields()
+    assert len(fields) > 128 and "hx" not in fields
+    assert await redis_client.object("ENCODING", run_key) == b"hashtable"
+    assert 86_000 < await redis_client.ttl(run_key) <= 86_400
 
 
 async def test_ready_nodes_requeues_lost_jobs_and_skips_untaken_branches(

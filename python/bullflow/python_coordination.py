@@ -88,6 +88,8 @@ MAX_ATTEMPTS = 100
 _T = TypeVar("_T")
 _LOOP_MESSAGE = "Traversal exceeded maximum iterations, possible infinite loop"
 _EXECUTE_NODE = keys.EXECUTE_NODE_JOB
+# startRun's "hx": longer than a listpack value, so the run hash is a hash table while it runs
+_RUN_HASH_FILLER = "-" * 65
 
 
 class CoordinationConflictError(ScriptError):
@@ -877,6 +879,23 @@ class _Run:
     def hset(self, *pairs: Any) -> None:
         self.tx.hset(self.run_key, *pairs)
 
+    def compact_run(self, ttl: float) -> bool:
+        """``compactRun``: the filler field ``hx`` goes, and a run hash of at most 128 fields is
+        written anew (the script's DUMP/RESTORE: the same fields, a compact listpack again), with
+        a TTL of ``ttl`` seconds (0: none). True when it was written anew."""
+        values = self.h.values
+        assert values is not None  # every operation that publishes a status read the whole hash
+        if values.get(b"hx") is None:
+            return False
+        self.tx.hdel(self.run_key, "hx")
+        if len(values) > 128:
+            return False
+        self.tx.call("DEL", self.run_key)
+        self.tx.call("HSET", self.run_key, *(x for pair in values.items() for x in pair))
+        if ttl > 0:
+            self.tx.call("EXPIRE", self.run_key, ttl)
+        return True
+
     # -- nodeRecord / nodeStatus / setNodeStatus
     def node_record(self, i: int) -> _Record:
         record = self.records.get(i)
@@ -1071,6 +1090,7 @@ class _Run:
         self.status = status
         if status == "awaiting":
             self.hset("st", status, "lu", self.now)
+            self.compact_run(0)
             self.tx.call("SET", self.status_key, text)
         else:
             self.hset("st", status, "lu", self.now, "tf", self.now)
@@ -1079,9 +1099,11 @@ class _Run:
             if self.ttl > 0:
                 self.tx.call("SET", self.status_key, text, "EX", self.ttl)
                 self.tx.call("EXPIRE", self.state_key, self.ttl)
-                self.tx.call("EXPIRE", self.run_key, self.ttl)
+                if not self.compact_run(self.ttl):
+                    self.tx.call("EXPIRE", self.run_key, self.ttl)
             else:
                 self.tx.call("SET", self.status_key, text)
+                self.compact_run(0)
         self.log_run(f"run-{status}", None, reason if _truthy(reason) else None)
         if status != "awaiting" and self.ttl > 0:
             self.tx.call("EXPIRE", keys.run_log_key(self.id), self.ttl)
@@ -1466,6 +1488,7 @@ class PythonCoordinationStore:
             "ch": a.channel,
             "jo": a.job_options,
             "ts": now,
+            "hx": _RUN_HASH_FILLER,
         }
         tx.hset(run_key, *(x for pair in run_fields.items() for x in pair))
         if not a.adopt and a.context:

@@ -25,7 +25,8 @@
     ARGV[5] TTL in seconds of a finished run's keys (0 = keep)
     ARGV[6] wave limit (loop guard)
     ARGV[7] job options JSON fragment added to every job, without its leading comma
-            ("\"removeOnComplete\":..."), so the default fits a compact (listpack) run hash
+            ("\"removeOnComplete\":..."), so the default fits a compact (listpack) run hash once
+            the run ends (includes/compactRun.lua)
     ARGV[8] "1" to adopt a run a client started, else "0"
     ARGV[9] blueprintVersion as JSON text
     ARGV[10..] initial context: field, JSON value, field, JSON value, ...
@@ -74,9 +75,11 @@ local run = newRun({ ARGV[2], meta.nodes, 0, "running", ARGV[6], ARGV[5], ARGV[3
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], now)
 -- every start node becomes ready at wave 1 (makeReady below), unless the wave limit is below 1
 local starts = run.maxWaves >= 1 and #meta.start or 0
+-- "hx": a filler longer than a listpack value, so the run hash is a hash table while the run
+-- runs (compactRun, when its status is published, makes it compact again)
 redis.call("HSET", KEYS[2], "bp", ARGV[2], "g", meta.hash, "n", numText(meta.nodes), "nd", "0", "st", "running",
   "out", numText(starts), "aw", "0", "mw", ARGV[6], "ttl", ARGV[5], "q", ARGV[3], "ch", ARGV[4], "jo", ARGV[7],
-  "ts", run.nowText, "lu", run.nowText)
+  "ts", run.nowText, "lu", run.nowText, "hx", string.rep("-", 65))
 local adopt = ARGV[8] == "1"
 if not adopt and #ARGV >= 10 then
   callInChunks("HSET", KEYS[1], ARGV, 10, 2)
