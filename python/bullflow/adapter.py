@@ -328,6 +328,8 @@ class BullMQAdapter:
                     await task
         if self.heartbeat is not None:
             await self.heartbeat.stop()
+        if self.batcher is not None:
+            await self.batcher.close()
         if self.redis is not None:
             await self.redis.aclose()
         if self._closed is not None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 
 from . import keys
 from .coordination import CoordinationStore, NodeCommit, RedisCoordinationStore
@@ -97,6 +98,11 @@ class FinishBatcher:
         self._scheduled = False
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # connections held for the calls (at most one per call in flight), taken from the
+        # client's pool once: a pool checkout per call (its condition, wait_for task and
+        # readiness probe) cost more than the rest of the call's client side
+        self._idle: list[Any] = []
+        self._held: list[Any] = []
         self.calls = 0  # finishJobs calls made (and jobs sent): the average group size
         self.jobs = 0
 
@@ -165,13 +171,47 @@ class FinishBatcher:
         script = load_scripts()["finishJobs"]
         self.calls += 1
         self.jobs += len(group)
-        redis = cast("Any", self.redis)
+        command = ("EVALSHA", script.sha, script.num_keys, *self._keys, *args)
         try:
-            return cast("list[Any]", await redis.evalsha(script.sha, script.num_keys, *self._keys, *args))
+            return cast("list[Any]", await self._execute(command))
         except NoScriptError:
             # a restarted or flushed server: nothing ran; load it and run the group again
-            await redis.script_load(script.source)
-            return cast("list[Any]", await redis.evalsha(script.sha, script.num_keys, *self._keys, *args))
+            await cast("Any", self.redis).script_load(script.source)
+            return cast("list[Any]", await self._execute(command))
+
+    async def _execute(self, command: tuple[Any, ...]) -> Any:
+        """``command`` on a held connection. A held connection the server closed while it was
+        idle (its ``timeout``, CLIENT KILL, a restart) fails on first use: the call is made once
+        more on a new connection. Made twice it is still applied once: a commit the first made
+        is a no-op the second time, and a job it completed is no longer active, so the second
+        leaves it to bullmq (USE_BULLMQ), as after any lost reply."""
+        if self._idle:
+            conn = self._idle.pop()
+        else:
+            conn = await cast("Any", self.redis.connection_pool).get_connection()
+            self._held.append(conn)
+        try:
+            try:
+                await conn.send_command(*command)
+                return await conn.read_response()
+            except RedisConnectionError as error:
+                await conn.disconnect(error=error)
+                await conn.send_command(*command)  # connects anew
+                return await conn.read_response()
+        except ResponseError:
+            raise  # the server's error reply, read in full
+        except BaseException:
+            await conn.disconnect()  # a reply may still be due on it: never reuse it as is
+            raise
+        finally:
+            self._idle.append(conn)
+
+    async def close(self) -> None:
+        """Give the held connections back to the client's pool (after the last call)."""
+        pool = cast("Any", self.redis.connection_pool)
+        held, self._held, self._idle = self._held, [], []
+        for conn in held:
+            await pool.release(conn)
 
 
 def log_commit_reply(commit: NodeCommit, committed: Any) -> None:

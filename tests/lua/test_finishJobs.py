@@ -805,9 +805,13 @@ async def test_a_batch_commits_each_node_then_finishes_its_job(
             NodeCommit(run, diamond.content_hash, ix[node], 0, writes=[(f"_outputs.{node}", f'"{node}"')])
         )
 
+    id_key = keys.queue_keys(bench.name)["id"]
+    ids_before = int(await redis_client.get(id_key) or 0)
     job_a = await bench.take()
     [(code, taken, committed)] = await bench.finish_many([(job_a.id, True, values("a"))])
     assert (code, [text(v) for v in committed]) == (ScriptCode.STORED, [1, 2, "running"])
+    # bullmq's id counter advances once per job added (b and c), as its addJob scripts do
+    assert int(await redis_client.get(id_key)) == ids_before + 2
     assert text(taken[1]) == keys.job_id(run, "b")
     job_c = await bench.take()
     assert job_c.id == keys.job_id(run, "c")

@@ -48,6 +48,7 @@
 -- @include "clearNodeSets"
 -- @include "readQueueMeta"
 -- @include "enqueueNode"
+-- @include "writeJobCounter"
 -- @include "makeReady"
 -- @include "resetLoopBody"
 -- @include "isWaitingOn"
@@ -72,4 +73,6 @@
 
 local q = { wait = KEYS[5], meta = KEYS[6], id = KEYS[7], active = KEYS[8], events = KEYS[9],
   marker = KEYS[10], delayed = KEYS[11] }
-return commitNode(ARGV, KEYS[1], KEYS[2], KEYS[3], KEYS[4], q, nil, nil)
+local reply = commitNode(ARGV, KEYS[1], KEYS[2], KEYS[3], KEYS[4], q, nil, nil)
+writeJobCounter(q)
+return reply

@@ -52,6 +52,7 @@
 -- @include "readQueueMeta"
 -- @include "openForTakes"
 -- @include "enqueueNode"
+-- @include "writeJobCounter"
 -- @include "makeReady"
 -- @include "resetLoopBody"
 -- @include "isWaitingOn"
@@ -130,6 +131,7 @@ for e = 1, tonumber(ARGV[6]) do
   pos = pos + 6 + ncommit
 end
 writeNodeCounts(counts)
+writeJobCounter(q)
 if finished > 0 then
   readQueueMeta(q)
   rcall("XTRIM", q.events, "MAXLEN", "~", q.maxEvents)

@@ -29,6 +29,7 @@
 -- @include "nodeStatus"
 -- @include "readQueueMeta"
 -- @include "enqueueNode"
+-- @include "writeJobCounter"
 
 local run = loadRun(nil, KEYS[1], KEYS[2], nil, ARGV[1])
 if not run then
@@ -66,4 +67,5 @@ for i = 0, run.nstatic + run.ndynamic - 1 do
     out[#out + 1] = { i, rec.id, it, jobId, state, reason }
   end
 end
+writeJobCounter(q)
 return { 1, out }

@@ -29,6 +29,7 @@
 -- @include "setNodeStatus"
 -- @include "readQueueMeta"
 -- @include "enqueueNode"
+-- @include "writeJobCounter"
 -- @include "logRun"
 
 local run = loadRun(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
@@ -77,4 +78,5 @@ local q = { wait = KEYS[5], meta = KEYS[6], id = KEYS[7], active = KEYS[8], even
   marker = KEYS[10], delayed = KEYS[11] }
 local jobId = enqueueNode(run, q, i, it, 0)
 logRun(run, "node-resumed", nodeId, "")
+writeJobCounter(q)
 return { 1, nodeId, jobId }

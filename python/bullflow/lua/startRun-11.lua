@@ -47,6 +47,7 @@
 -- @include "clearNodeSets"
 -- @include "readQueueMeta"
 -- @include "enqueueNode"
+-- @include "writeJobCounter"
 -- @include "makeReady"
 -- @include "isJsonText"
 -- @include "buildStatus"
@@ -101,4 +102,5 @@ local status = nil
 if starts == 0 then
   status = settleRun(run) -- nothing to run: the run ends now
 end
+writeJobCounter(q)
 return { 1, enqueued, status or run.status }

@@ -76,7 +76,9 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   end
   local rec = nodeRecord(run, i)
   local extra = {}
-  if A[6] ~= "" then
+  if A[6] == '{"fetching":1}' then
+    extra = { fetching = 1 } -- a fast worker's usual extra, without decoding it
+  elseif A[6] ~= "" then
     extra = cjson.decode(A[6])
     if extra.dynamic then
       run.joins = nil -- the nodes it adds change a gather node's joinFields

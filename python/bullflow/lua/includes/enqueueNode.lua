@@ -6,7 +6,8 @@
   marker that wakes blocked workers. Job id: <runId>_<nodeId>, plus _<it> after the first
   iteration. A job id that exists already is left alone (bullmq's duplicate rule). q is the
   table of queue keys {wait, meta, id, active, events, marker, delayed}; it caches the queue's
-  meta fields (readQueueMeta) and pause state for the script. With run.skipMarker the
+  meta fields (readQueueMeta) and pause state for the script, and counts the jobs added in
+  q.added for the id counter (the script ends with writeJobCounter). With run.skipMarker the
   marker that wakes blocked workers is not set (the committing worker takes the job itself).
   With q.handoff (a worker slot of finishJobs that wants its next job and has none yet), the
   first job without delay is handed to that slot instead of the wait list (when the queue is
@@ -25,7 +26,7 @@ local function enqueueNode(run, q, i, it, delay)
   local jobKey = run.queue .. jobId
   readQueueMeta(q)
   local maxEvents = q.maxEvents
-  redis.call("INCR", q.id)
+  q.added = (q.added or 0) + 1 -- bullmq's INCR of the id counter, written by writeJobCounter
   if redis.call("EXISTS", jobKey) == 1 then
     redis.call("XADD", q.events, "MAXLEN", "~", maxEvents, "*", "event", "duplicated", "jobId", jobId)
     return jobId
