@@ -11,6 +11,7 @@ state hash Redis keeps as a hash table, the order of the status JSON's context m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import re
@@ -990,3 +991,35 @@ async def test_a_committer_that_takes_the_next_job_does_not_wake_blocked_workers
     await redis_client.delete(wait)  # B's job was taken
     await d.complete("B", fetching=True)  # readies C and D: other workers are woken
     assert await redis_client.zrange(marker, 0, -1) == [b"0"]
+
+
+async def test_a_server_that_refuses_dump_and_restore_keeps_the_run_hash_a_hash_table(
+    redis_client: Redis, redis_settings: RedisSettings, key_prefix: str
+) -> None:
+    """An ACL user without RESTORE (as in ACLs that drop @dangerous) still ends its runs: the
+    filler goes, the hash stays a hash table, and it gets the run's TTL by EXPIRE."""
+    user, password = f"{key_prefix}-user", "secret"
+    await redis_client.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all", "-restore"
+    )
+    limited = RedisSettings(
+        **{**dataclasses.asdict(redis_settings), "username": user, "password": password}
+    ).client()
+    try:
+        d = Driver(
+            RedisCoordinationStore(limited, key_prefix),
+            limited,
+            bp(["A"], []),
+            f"{key_prefix}-run",
+            key_prefix,
+        )
+        await d.start()
+        result = await d.complete("A")
+        assert result.status == "completed"
+        run_key = keys.run_key(d.run)
+        assert "hx" not in await d.fields()
+        assert await redis_client.object("ENCODING", run_key) == b"hashtable"
+        assert 86_000 < await redis_client.ttl(run_key) <= 86_400
+    finally:
+        await limited.aclose()
+        await redis_client.execute_command("ACL", "DELUSER", user)

@@ -6,13 +6,19 @@
   running (publishStatus) this removes the filler and, when the hash is small enough (at most
   128 fields, hash-max-listpack-entries' default), rewrites it with DUMP and RESTORE, which
   stores it as a compact listpack again (redis never converts a hash back by itself), with a
-  TTL of ttl seconds (0: none). Returns true when it rewrote the hash (and so set its TTL).
+  TTL of ttl seconds (0: none). A server that refuses DUMP or RESTORE (an ACL without
+  @dangerous, a managed service) keeps the hash a hash table. Returns true when it rewrote the
+  hash (and so set its TTL).
 ]]
 -- @include "numText"
 local function compactRun(runKey, ttl)
   if redis.call("HDEL", runKey, "hx") == 0 or redis.call("HLEN", runKey) > 128 then
     return false
   end
-  redis.call("RESTORE", runKey, numText(ttl * 1000), redis.call("DUMP", runKey), "REPLACE")
-  return true
+  local payload = redis.pcall("DUMP", runKey)
+  if type(payload) ~= "string" then
+    return false
+  end
+  local restored = redis.pcall("RESTORE", runKey, numText(ttl * 1000), payload, "REPLACE")
+  return type(restored) == "table" and restored.ok ~= nil
 end
