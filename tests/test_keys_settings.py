@@ -126,6 +126,6 @@ def test_run_tracking_keys_are_the_ones_the_scripts_write() -> None:
     writers = {p.name for p in lua.rglob("*.lua") if f'"{keys.METRICS_KEY}"' in p.read_text()}
     assert writers == {"writeNodeCounts.lua"}
     bucket = (lua / "includes" / "latencyBucket.lua").read_text()
-    bounds = bucket.split("ipairs({", 1)[1].split("})", 1)[0]
+    bounds = bucket.split("local latencyBounds = {", 1)[1].split("}", 1)[0]
     assert tuple(int(b) for b in bounds.split(",")) == tracking.LATENCY_BUCKETS_MS
     assert python_coordination._LATENCY_BUCKETS_MS == tracking.LATENCY_BUCKETS_MS

@@ -116,8 +116,15 @@ class Bench:
         assert committed is None
         return [code, taken]
 
-    async def finish_many(self, entries: list[tuple[str, bool, list[Any]]], *, token: str = TOKEN) -> Any:
-        """One finishJobs call for several jobs: (job id, fetch, commit values) each."""
+    async def finish_many(
+        self,
+        entries: list[tuple[str, bool, list[Any]]],
+        *,
+        token: str = TOKEN,
+        keeps: list[int] | None = None,
+    ) -> Any:
+        """One finishJobs call for several jobs: (job id, fetch, commit values) each; ``keeps`` the
+        jobs' completed jobs to keep (default -1, all)."""
         args: list[Any] = [
             self.prefix,
             LOCK_MS,
@@ -126,8 +133,9 @@ class Bench:
             keys.GRAPH_PREFIX,
             len(entries),
         ]
-        for job_id, fetch, values in entries:
-            args += [job_id, token, -1, "", "1" if fetch else "0", len(values), *values]
+        for k, (job_id, fetch, values) in enumerate(entries):
+            keep = -1 if keeps is None else keeps[k]
+            args += [job_id, token, keep, "", "1" if fetch else "0", len(values), *values]
         return await ScriptRunner(self.redis).run(
             "finishJobs", [self.keys[name] for name in FINISH_KEYS], args
         )
@@ -776,6 +784,54 @@ async def test_a_batch_does_what_one_call_per_job_does(pair: tuple[Bench, Bench]
     assert sorted(map(key, fast_events)) == sorted(map(key, ref_events))
 
 
+async def test_a_batch_completes_the_jobs_it_may_and_leaves_the_others_as_they_were(bench: Bench) -> None:
+    """One call for five jobs: two plain ones, one locked by another token and one with pending
+    dependencies (both left to bullmq, unchanged), and the first one again (completed by then:
+    left to bullmq). The completed jobs' locks are gone, they leave the stalled set (the others
+    stay in it) and are in the completed set at their finishedOn."""
+    for job_id in "abcd":
+        await bench.add(job_id)
+    for _ in range(4):
+        await bench.take()
+    await bench.redis.sadd(bench.keys["stalled"], "a", "b", "c", "d", "x")  # type: ignore[misc]
+    await bench.redis.set(bench.prefix + "b:lock", "another-token")
+    await bench.redis.sadd(bench.prefix + "c:dependencies", bench.prefix + "child")  # type: ignore[misc]
+    untouched = {job_id: await bench.job(job_id) for job_id in "bc"}
+
+    replies = await bench.finish_many([(job_id, False, []) for job_id in "abcda"])
+
+    stored, left = ScriptCode.STORED, ScriptCode.USE_BULLMQ
+    assert [r[0] for r in replies] == [stored, left, left, stored, left]
+    assert await bench.redis.smembers(bench.keys["stalled"]) == {b"b", b"c", b"x"}  # type: ignore[misc]
+    assert [await bench.redis.exists(bench.prefix + j + ":lock") for j in "abcd"] == [0, 1, 1, 0]
+    assert text(await bench.redis.get(bench.prefix + "b:lock")) == "another-token"
+    assert text(await bench.redis.get(bench.prefix + "c:lock")) == TOKEN
+    completed = await bench.redis.zrange(bench.keys["completed"], 0, -1, withscores=True)
+    assert {text(m): int(score) for m, score in completed} == {
+        job_id: int((await bench.job(job_id))["finishedOn"]) for job_id in "ad"
+    }
+    assert {job_id: await bench.job(job_id) for job_id in "bc"} == untouched
+    assert await bench.ids("active") == ["c", "b"]
+    assert [e["jobId"] for e in await bench.events() if e["event"] == "completed"] == ["a", "d"]
+
+
+async def test_a_count_limit_in_a_batch_counts_the_jobs_completed_before_it(bench: Bench) -> None:
+    """a keeps every completed job, then b keeps the newest 2: as bullmq's moveToFinished called
+    for a and then b leaves it, the older completed jobs are gone and a and b are kept."""
+    await bench.plant_completed("o1", 30)
+    await bench.plant_completed("o2", 20)
+    await bench.add("a")
+    await bench.add("b")
+    await bench.take()
+    await bench.take()
+
+    replies = await bench.finish_many([("a", False, []), ("b", False, [])], keeps=[-1, 2])
+
+    assert [r[0] for r in replies] == [ScriptCode.STORED] * 2
+    assert await bench.ids("completed") == ["a", "b"]
+    assert [await bench.redis.exists(bench.prefix + j) for j in ("o1", "o2", "a", "b")] == [0, 0, 1, 1]
+
+
 async def test_a_batch_commits_each_node_then_finishes_its_job(
     bench: Bench, redis_client: Redis, key_prefix: str
 ) -> None:
@@ -868,6 +924,31 @@ async def test_a_commit_that_raises_does_not_stop_the_others(
     assert await redis_client.hget(keys.run_key(bad), f"s:{a}") == b"1"  # still ready: not committed
     assert await redis_client.hget(keys.run_key(good), f"s:{a}") == b"3"
     assert sorted(await bench.ids("completed")) == sorted(jobs)
+
+
+async def test_a_commit_without_its_execution_facts_does_not_read_the_next_jobs_values(
+    bench: Bench, redis_client: Redis, key_prefix: str
+) -> None:
+    """The commit values are read in place (not copied) and end where the job's group ends: a
+    commit that leaves out completeNode's last values (attempt, start time, error) is recorded
+    with attempt 0 and start 0, although the next job's values (its id "12" first) follow it in
+    the call."""
+    compiled = compile_blueprint(load_blueprint(_blueprint(key_prefix)))
+    store = RedisCoordinationStore(redis_client, bench.name)
+    run = f"{key_prefix}-short"
+    assert (await store.start_run(run, compiled, [], RunOptions())).committed
+    await bench.add("12")
+    assert (await bench.take()).id == keys.job_id(run, "A")
+    assert (await bench.take()).id == "12"
+    a = compiled.index["A"]
+    commit = NodeCommit(run, compiled.content_hash, a, 0, attempt=3, started_at=1_700_000_000_000)
+    assert store.commit_values(commit)[-3:] == [3, 1_700_000_000_000, ""]
+    without = store.commit_values(commit)[:-3]
+    replies = await bench.finish_many([(keys.job_id(run, "A"), False, without), ("12", False, [])])
+    assert [r[0] for r in replies] == [ScriptCode.STORED] * 2
+    assert [text(v) for v in replies[0][2]] == [1, 1, "running"]
+    record = json.loads(await redis_client.hget(keys.run_key(run), f"k:{a}"))  # type: ignore[misc]
+    assert (record["a"], record["t0"], "e" in record) == (0, 0, False)
 
 
 async def test_the_index_remembered_per_blueprint_is_checked_against_the_runs_graph(

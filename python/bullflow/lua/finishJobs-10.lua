@@ -5,10 +5,11 @@
   one, the next waiting job taken (bullmq's moveToActive) with what its node needs read along
   (its run's coordination fields and its input); a slot whose commit readies a node is handed
   that node's job instead (enqueueNode, placeHandoff: it never waits). Node metrics are counted
-  once per call. A job outside that common case, or a queue that is rate limited, paused, at its
-  global concurrency or has only prioritized jobs, is left to bullmq's own scripts: its code
-  says which. The run
-  keys of the commits are arguments (the queue's keys and the runs' are not in one cluster slot).
+  once per call, and so are the completed jobs' lock deletions, stalled-set removals and
+  completed-set entries (readCompletions, flushCompletions). A job outside that common case, or
+  a queue that is rate limited, paused, at its global concurrency or has only prioritized jobs,
+  is left to bullmq's own scripts: its code says which. The run keys of the commits are
+  arguments (the queue's keys and the runs' are not in one cluster slot).
 
   Input:
     KEYS[1] queue wait list
@@ -42,6 +43,7 @@
     runs the node again).
 ]]
 -- @include "numText"
+-- @include "textNum"
 -- @include "callInChunks"
 -- @include "loadRun"
 -- @include "nodeRecord"
@@ -74,6 +76,8 @@
 -- @include "writeNodeCounts"
 -- @include "trackNode"
 -- @include "commitNode"
+-- @include "readCompletions"
+-- @include "flushCompletions"
 -- @include "completeJob"
 -- @include "nodeReadFields"
 -- @include "takeJob"
@@ -91,21 +95,27 @@ local replies = {}
 local takers = {}
 local handed = {}
 local finished = 0
+local njobs = tonumber(ARGV[6])
+local jobIds, commitSizes = {}, {}
 local pos = 7
-for e = 1, tonumber(ARGV[6]) do
-  local jobId, token, keep, age = ARGV[pos], ARGV[pos + 1], tonumber(ARGV[pos + 2]), ARGV[pos + 3]
+for e = 1, njobs do
+  jobIds[e] = ARGV[pos]
+  commitSizes[e] = textNum(ARGV[pos + 5])
+  pos = pos + 6 + commitSizes[e]
+end
+readCompletions(b, jobIds)
+pos = 7
+for e = 1, njobs do
+  local jobId, token, keep, age = ARGV[pos], ARGV[pos + 1], textNum(ARGV[pos + 2]), ARGV[pos + 3]
   local fetch = ARGV[pos + 4] == "1"
-  local ncommit = tonumber(ARGV[pos + 5])
+  local ncommit = commitSizes[e]
   local committed = false
   -- a slot that wants its next job gets the first job its commit readies (enqueueNode)
   q.handoff = fetch and {} or nil
   if ncommit > 0 then
-    local A = {}
-    for k = 5, ncommit do
-      A[k - 4] = ARGV[pos + 5 + k]
-    end
-    local ok, reply = pcall(commitNode, A, ARGV[pos + 6], ARGV[pos + 7], ARGV[pos + 8], ARGV[pos + 9], q, now,
-      counts)
+    -- the commit's values: its keys at ARGV[pos + 6 ..], completeNode's ARGV from ARGV[pos + 10] on
+    local ok, reply = pcall(commitNode, ARGV, pos + 9, pos + 5 + ncommit, ARGV[pos + 6], ARGV[pos + 7],
+      ARGV[pos + 8], ARGV[pos + 9], q, now, counts)
     if ok then
       committed = reply
     else
@@ -130,6 +140,7 @@ for e = 1, tonumber(ARGV[6]) do
   replies[e] = { code, false, committed }
   pos = pos + 6 + ncommit
 end
+flushCompletions(b)
 writeNodeCounts(counts)
 writeJobCounter(q)
 if finished > 0 then

@@ -1,27 +1,32 @@
 --[[
-  One node execution's commit (the body of completeNode, which documents the arguments): A is
-  the argument list as completeNode's ARGV, stateKey..statusKey its KEYS[1..4], q the queue's keys
-  {wait, meta, id, active, events, marker, delayed} (a table the calls of one script share: it
-  caches the queue's event limit and pause state, and with q.graphs the graphs' node records),
+  One node execution's commit (the body of completeNode, which documents the arguments): A[o + k]
+  is completeNode's ARGV[k], up to A[last] (A is ARGV itself: completeNode passes o = 0, finishJobs
+  the offset and end of the commit's values, without copying them), stateKey..statusKey its
+  KEYS[1..4], q the queue's keys {wait, meta, id, active, events, marker, delayed} (a table the
+  calls of one script share: it caches the queue's event limit and pause state, and with
+  q.graphs the graphs' node records, graphRecord),
   now the script's clock (ms; nil: read it) and
   metrics an accumulator for trackNode (nil: counted at once). Returns completeNode's reply.
 ]]
 -- @include "numText"
+-- @include "textNum"
 -- @include "joinFields"
-local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metrics)
-  local i = tonumber(A[2])
-  local n = numText(i)
-  local fields = { "s:" .. n, "it:" .. n, "rs:" .. n, "w:" .. n, "ff:" .. n }
-  -- a completion of a node the script has the record of (q.graphs: a static node) that is no
-  -- loop controller: its successors' statuses and joinFields are read along (run.joins)
-  local shared = q.graphs and q.graphs[graphKey]
-  local known = A[4] == "complete" and shared and shared[i]
-  local targets = {}
+-- @include "graphRecord"
+local function commitNode(A, o, last, stateKey, runKey, graphKey, statusKey, q, now, metrics)
+  local i = textNum(A[o + 2])
+  local mode = A[o + 4]
+  -- the completion of a static node (graphRecord: the script's calls share the records in
+  -- q.graphs) that is no loop controller: its successors' statuses and joinFields are read along
+  -- with the run (run.joins)
+  local known = mode == "complete" and q.graphs and graphRecord(graphKey, i, q.graphs)
+  local fields, targets
   if known and not known.lc then
-    -- the successors and their field names, worked out once per node and script (known.reads)
+    -- the successors and the fields to read, worked out once per node and script (known.reads)
     local reads = known.reads
     if not reads then
-      local seen, names = { [i] = true }, {}
+      local n = numText(i)
+      local seen, names = { [i] = true }, { "s:" .. n, "it:" .. n, "rs:" .. n, "w:" .. n, "ff:" .. n }
+      targets = {}
       for _, e in ipairs(known.edges) do
         local t = e[3]
         if e[2] == i and not seen[t] then
@@ -42,15 +47,15 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
           names[#names + 1] = field
         end
       end
-      reads = { targets = targets, names = names }
+      reads = { targets = targets, fields = names }
       known.reads = reads
     end
-    targets = reads.targets
-    for _, field in ipairs(reads.names) do
-      fields[#fields + 1] = field
-    end
+    targets, fields = reads.targets, reads.fields
+  else
+    local n = numText(i)
+    targets, fields = {}, { "s:" .. n, "it:" .. n, "rs:" .. n, "w:" .. n, "ff:" .. n }
   end
-  local run = loadRun(stateKey, runKey, graphKey, statusKey, A[1], now, fields)
+  local run = loadRun(stateKey, runKey, graphKey, statusKey, A[o + 1], now, fields)
   if not run then
     return { -5, 0, false }
   end
@@ -63,31 +68,31 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
     local current, joins = run.extra, {}
     for k, t in ipairs(targets) do
       local at = 5 + 8 * (k - 1)
-      run.statuses[t] = tonumber(current[at + 1] or "0")
+      run.statuses[t] = textNum(current[at + 1]) or 0
       joins[t] = { unpack(current, at + 2, at + 8) }
     end
     run.joins = joins
   end
-  local mode = A[4]
   local current = run.extra
-  run.statuses[i] = tonumber(current[1] or "0")
-  if run.statuses[i] ~= 1 or tonumber(current[2] or "0") ~= tonumber(A[3]) then
+  run.statuses[i] = textNum(current[1]) or 0
+  if run.statuses[i] ~= 1 or (textNum(current[2]) or 0) ~= textNum(A[o + 3]) then
     return { 0, 0, run.status }
   end
   local rec = nodeRecord(run, i)
   local extra = {}
-  if A[6] == '{"fetching":1}' then
+  local extraText = A[o + 6]
+  if extraText == '{"fetching":1}' then
     extra = { fetching = 1 } -- a fast worker's usual extra, without decoding it
-  elseif A[6] ~= "" then
-    extra = cjson.decode(A[6])
+  elseif extraText ~= "" then
+    extra = cjson.decode(extraText)
     if extra.dynamic then
       run.joins = nil -- the nodes it adds change a gather node's joinFields
     end
   end
 
   -- context writes (the node's own, its output and the <id> alias)
-  local pos = 7
-  local nwrites = tonumber(A[pos])
+  local pos = o + 7
+  local nwrites = textNum(A[pos])
   local sets, dels = {}, {}
   for k = 1, nwrites do
     local field, value = A[pos + 2 * k - 1], A[pos + 2 * k]
@@ -102,8 +107,8 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   -- the sets are written with the successors' inputs below (one HSET), or first where the
   -- commit reads the state hash (await)
   pos = pos + 2 * nwrites + 1
-  local ninputs = tonumber(A[pos])
-  local task = readTask(pos + 4 * ninputs + 1, A)
+  local ninputs = textNum(A[pos])
+  local task = readTask(pos + 4 * ninputs + 1, A, last)
   if current[3] then
     redis.call("HDEL", run.runKey, "rs:" .. numText(i))
   end
@@ -138,7 +143,7 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
   -- inputs handed to successors; a late arrival at a node that already ran changes nothing
   local inputs, transformed = sets, {}
   for k = 0, ninputs - 1 do
-    local t = tonumber(A[pos + 4 * k + 1])
+    local t = textNum(A[pos + 4 * k + 1])
     local trec = nodeRecord(run, t)
     if nodeStatus(run, t) == 0 or trec.lc or t == rec.ls then
       inputs[#inputs + 1] = A[pos + 4 * k + 2]
@@ -206,9 +211,9 @@ local function commitNode(A, stateKey, runKey, graphKey, statusKey, q, now, metr
       end
     end
     local taken = nil
-    if A[5] ~= "*" then
+    if A[o + 5] ~= "*" then
       taken = {}
-      for e in string.gmatch(A[5], "[^,]+") do
+      for e in string.gmatch(A[o + 5], "[^,]+") do
         taken[tonumber(e)] = true
       end
     end

@@ -5,14 +5,15 @@
   for. known: the node's {"w:<i>", "ff:<i>"} fields when the caller read them.
 ]]
 -- @include "numText"
+-- @include "textNum"
 local function completeNodeState(run, i, taken, known)
   local rec = nodeRecord(run, i)
   if run.statuses[i] ~= 3 then
     setNodeStatus(run, i, 3)
   end
   local f = known or redis.call("HMGET", run.runKey, "w:" .. numText(i), "ff:" .. numText(i))
-  local w = tonumber(f[1] or "0") + 1
-  local original = tonumber(f[2] or "-1")
+  local w = (textNum(f[1]) or 0) + 1
+  local original = textNum(f[2]) or -1
   if original >= 0 then
     redis.call("HDEL", run.runKey, "ff:" .. numText(i))
   end

@@ -7,6 +7,7 @@
   setsAbsent: the caller read that t has no arrival or resolution set (nothing to forget).
 ]]
 -- @include "numText"
+-- @include "textNum"
 local function makeReady(run, t, w, previous, it, setsAbsent)
   if w > run.maxWaves then
     run.loopError = run.loopError or t
@@ -21,7 +22,7 @@ local function makeReady(run, t, w, previous, it, setsAbsent)
   if previous then
     run.iterations[t] = redis.call("HINCRBY", run.runKey, "it:" .. n, "1")
   elseif it ~= nil then
-    run.iterations[t] = tonumber(it or "0")
+    run.iterations[t] = textNum(it) or 0
   end
   if not setsAbsent then
     clearNodeSets(run, t, false)

@@ -4,11 +4,12 @@
   which go to run.extra); now is the script's clock (ms).
 ]]
 -- @include "numText"
+-- @include "textNum"
 local function newRun(f, stateKey, runKey, graphKey, statusKey, runId, now)
   return {
     id = runId, stateKey = stateKey, runKey = runKey, graphKey = graphKey, statusKey = statusKey,
-    blueprintId = f[1], nstatic = tonumber(f[2]), ndynamic = tonumber(f[3]), status = f[4],
-    maxWaves = tonumber(f[5]), ttl = tonumber(f[6]), queue = f[7], channel = f[8],
+    blueprintId = f[1], nstatic = textNum(f[2]), ndynamic = textNum(f[3]), status = f[4],
+    maxWaves = textNum(f[5]), ttl = textNum(f[6]), queue = f[7], channel = f[8],
     jobOpts = (f[9] and f[9] ~= "") and ("," .. f[9]) or "", graph = f[10],
     now = now, nowText = numText(now),
     records = {}, statuses = {}, iterations = {}, ready = {}, skipped = {}, loopError = nil,

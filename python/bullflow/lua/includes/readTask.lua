@@ -1,10 +1,20 @@
 --[[
   The execution facts a commit carries at args[pos], args[pos + 1] and args[pos + 2] (args is
-  ARGV when nil): the attempt number, when the execution started (ms) and its error text;
-  missing values are 0, 0 and "".
+  ARGV when nil; values past index last, when given, are not the commit's): the attempt number,
+  when the execution started (ms) and its error text; missing values are 0, 0 and "".
 ]]
-local function readTask(pos, args)
+local function readTask(pos, args, last)
   args = args or ARGV
-  return { attempt = tonumber(args[pos]) or 0, started = tonumber(args[pos + 1]) or 0,
-    err = args[pos + 2] or "" }
+  last = last or #args
+  local attempt, started, err = nil, nil, nil
+  if pos <= last then
+    attempt = args[pos]
+  end
+  if pos + 1 <= last then
+    started = args[pos + 1]
+  end
+  if pos + 2 <= last then
+    err = args[pos + 2]
+  end
+  return { attempt = tonumber(attempt) or 0, started = tonumber(started) or 0, err = err or "" }
 end

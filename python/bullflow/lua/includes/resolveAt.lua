@@ -7,11 +7,12 @@
   makeReady then forgets both sets.
 ]]
 -- @include "numText"
+-- @include "textNum"
 local function resolveAt(run, t, p, arrived, f)
   local n, pn = numText(t), numText(p)
   local a, r = "a:" .. n, "r:" .. n
   local member = "," .. pn .. ","
-  local sizes = { tonumber(f[2]) or 0, tonumber(f[4]) or 0 }
+  local sizes = { textNum(f[2]) or 0, textNum(f[4]) or 0 }
   local writes = {}
   for k, name in ipairs({ a, r }) do
     local text = f[2 * k - 1] or ","
@@ -23,5 +24,5 @@ local function resolveAt(run, t, p, arrived, f)
       writes[#writes + 1] = numText(sizes[k])
     end
   end
-  return sizes[2] < nodeRecord(run, t).npreds + (tonumber(f[5]) or 0), sizes[1], writes
+  return sizes[2] < nodeRecord(run, t).npreds + (textNum(f[5]) or 0), sizes[1], writes
 end

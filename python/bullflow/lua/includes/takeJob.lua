@@ -36,15 +36,24 @@ local function takeJob(b, q, token, lockMs, now)
   -- the reply shows the hash as written
   for _, field in ipairs({ { "processedOn", processedAt, now }, { "ats", atsAt, ats } }) do
     if field[2] then
-      hash[field[2]] = tostring(field[3])
+      hash[field[2]] = numText(field[3])
     else
       hash[#hash + 1] = field[1]
-      hash[#hash + 1] = tostring(field[3])
+      hash[#hash + 1] = numText(field[3])
     end
   end
-  local ok, data = pcall(cjson.decode, dataText or "")
-  if not ok or type(data) ~= "table" or type(data.runId) ~= "string" or type(data.nodeId) ~= "string" then
-    return { hash, nextId, false, false, false, false }
+  local data = nil
+  -- the data as enqueueNode writes it for a node's first iteration, read without decoding it
+  local runId, blueprintId, nodeId, rest = string.match(dataText or "",
+    '^{"runId":"([^"\\]*)","blueprintId":"([^"\\]*)","nodeId":"([^"\\]*)"(.*)$')
+  if rest == "}" or (rest and string.find(rest, '^,"iteration":%d+}$')) then
+    data = { runId = runId, blueprintId = blueprintId, nodeId = nodeId }
+  else
+    local ok, decoded = pcall(cjson.decode, dataText or "")
+    if not ok or type(decoded) ~= "table" or type(decoded.runId) ~= "string" or type(decoded.nodeId) ~= "string" then
+      return { hash, nextId, false, false, false, false }
+    end
+    data = decoded
   end
   local runKey = b.runPrefix .. data.runId
   -- the node's index: the job's own (a node added while the run runs), else the graph's, which
