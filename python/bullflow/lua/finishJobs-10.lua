@@ -5,11 +5,10 @@
   one, the next waiting job taken (bullmq's moveToActive) with what its node needs read along
   (its run's coordination fields and its input); a slot whose commit readies a node is handed
   that node's job instead (enqueueNode, placeHandoff: it never waits). Node metrics are counted
-  once per call, and so are the completed jobs' lock deletions, stalled-set removals and
-  completed-set entries (readCompletions, flushCompletions). A job outside that common case, or
-  a queue that is rate limited, paused, at its global concurrency or has only prioritized jobs,
-  is left to bullmq's own scripts: its code says which. The run keys of the commits are
-  arguments (the queue's keys and the runs' are not in one cluster slot).
+  once per call. A job outside that common case, or a queue that is rate limited, paused, at its
+  global concurrency or has only prioritized jobs, is left to bullmq's own scripts: its code
+  says which. The run keys of the commits are arguments (the queue's keys and the runs' are not
+  in one cluster slot).
 
   Input:
     KEYS[1] queue wait list
@@ -76,8 +75,6 @@
 -- @include "writeNodeCounts"
 -- @include "trackNode"
 -- @include "commitNode"
--- @include "readCompletions"
--- @include "flushCompletions"
 -- @include "completeJob"
 -- @include "nodeReadFields"
 -- @include "takeJob"
@@ -95,20 +92,11 @@ local replies = {}
 local takers = {}
 local handed = {}
 local finished = 0
-local njobs = tonumber(ARGV[6])
-local jobIds, commitSizes = {}, {}
 local pos = 7
-for e = 1, njobs do
-  jobIds[e] = ARGV[pos]
-  commitSizes[e] = textNum(ARGV[pos + 5])
-  pos = pos + 6 + commitSizes[e]
-end
-readCompletions(b, jobIds)
-pos = 7
-for e = 1, njobs do
+for e = 1, tonumber(ARGV[6]) do
   local jobId, token, keep, age = ARGV[pos], ARGV[pos + 1], textNum(ARGV[pos + 2]), ARGV[pos + 3]
   local fetch = ARGV[pos + 4] == "1"
-  local ncommit = commitSizes[e]
+  local ncommit = textNum(ARGV[pos + 5])
   local committed = false
   -- a slot that wants its next job gets the first job its commit readies (enqueueNode)
   q.handoff = fetch and {} or nil
@@ -140,7 +128,6 @@ for e = 1, njobs do
   replies[e] = { code, false, committed }
   pos = pos + 6 + ncommit
 end
-flushCompletions(b)
 writeNodeCounts(counts)
 writeJobCounter(q)
 if finished > 0 then

@@ -5,17 +5,11 @@
   completed set (keep: -1 all, 0 none -- the job's keys are deleted --, n the newest n) unless
   older than age seconds (age "" none). Returns 1, or -7 (USE_BULLMQ) having done nothing when
   the job is gone, not active, not locked by token, has a parent, dependencies, failed
-  children or deduplication, or when an aged completed job to remove is a child job.
-  b is the script's shared table: prefix (the queue key prefix), completed, active and stalled
-  keys, aged (age -> the completed ids past it, or false when one is a child job) that this
-  fills, and what readCompletions read for the script's jobs: locks (lock key -> value or
-  false) and noDeps (true: none of them has dependencies or failed children). The lock and
-  stalled entries of a completed job, and its entry in the completed set, are gathered in
-  b.done and written once for the script by flushCompletions (keep n writes its entry at once:
-  the count needs it).
+  children or deduplication, or when an aged completed job to remove is a child job. b is the
+  script's shared table: prefix (the queue key prefix), completed, active and stalled keys, and
+  aged (age -> the completed ids past it, or false when one is a child job) that this fills.
 ]]
 -- @include "numText"
--- @include "flushCompletions"
 local function completeJob(b, q, jobId, token, keep, age, now)
   local rcall = redis.call
   local prefix = b.prefix
@@ -23,15 +17,11 @@ local function completeJob(b, q, jobId, token, keep, age, now)
   local attributes = rcall("HMGET", jobKey, "timestamp", "parentKey", "parent", "deid", "atm")
   -- pending dependencies or failed children: a non-empty set or zset (empty ones do not exist)
   if not attributes[1] or attributes[2] or attributes[3] or attributes[4]
-    or (not b.noDeps and rcall("EXISTS", jobKey .. ":dependencies", jobKey .. ":unsuccessful") ~= 0) then
+    or rcall("EXISTS", jobKey .. ":dependencies", jobKey .. ":unsuccessful") ~= 0 then
     return -7
   end
   local lockKey = jobKey .. ":lock"
-  local lock = b.locks[lockKey]
-  if lock == nil then
-    lock = rcall("GET", lockKey)
-  end
-  if lock ~= token then
+  if rcall("GET", lockKey) ~= token then
     return -7
   end
   -- completed jobs past the age limit (read once per age in a script); a child job among them
@@ -57,16 +47,12 @@ local function completeJob(b, q, jobId, token, keep, age, now)
   if rcall("LREM", b.active, "-1", jobId) == 0 then
     return -7 -- not active (the first change this makes)
   end
-  b.locks[lockKey] = false -- deleted (flushCompletions)
-  local done = b.done
-  done.locks[#done.locks + 1] = lockKey
-  done.ids[#done.ids + 1] = jobId
+  rcall("DEL", lockKey)
+  rcall("SREM", b.stalled, jobId)
   if keep ~= 0 then
-    local nowText = numText(now)
-    done.completed[#done.completed + 1] = nowText
-    done.completed[#done.completed + 1] = jobId
+    rcall("ZADD", b.completed, numText(now), jobId)
     rcall("HSET", jobKey, "atm", numText((tonumber(attributes[5]) or 0) + 1), "returnvalue", "null", "finishedOn",
-      nowText)
+      numText(now))
     if aged then
       for _, id in ipairs(aged) do
         local key = prefix .. id
@@ -77,7 +63,6 @@ local function completeJob(b, q, jobId, token, keep, age, now)
       b.aged[age] = {} -- removed: the next job of this script with that age finds none
     end
     if keep > 0 then
-      flushCompletions(b) -- the newest n counted with this job and the ones before it
       local extra = rcall("ZREVRANGE", b.completed, numText(keep), "-1")
       for _, id in ipairs(extra) do
         local key = prefix .. id

@@ -1,21 +1,17 @@
 --[[
-  The number in text s (nil when s is nil, false or not a number), remembered for the script:
-  tonumber() parses with C's strtod every time, which is slow, and the texts the hot paths parse
-  repeat (node indices, counts, statuses, flags). Not for texts that rarely repeat (clock values,
-  ids): the cache would only grow.
+  The number in text s (nil when s is nil, false or not a number). tonumber() parses with C's
+  strtod, which is slow, and most texts the hot paths parse are small integers (node statuses,
+  counts, flags, the indices of small graphs): those are looked up in a table the script builds
+  once; any other text is parsed (not remembered: a cache that grows costs more to fill than it
+  saves when a call parses each text once or twice).
 ]]
-local textNums = {}
+local smallNums = {
+  ["-1"] = -1, ["0"] = 0, ["1"] = 1, ["2"] = 2, ["3"] = 3, ["4"] = 4, ["5"] = 5, ["6"] = 6, ["7"] = 7,
+  ["8"] = 8, ["9"] = 9, ["10"] = 10, ["11"] = 11, ["12"] = 12, ["13"] = 13, ["14"] = 14, ["15"] = 15,
+}
 local function textNum(s)
   if not s then
     return nil
   end
-  local n = textNums[s]
-  if n == nil then
-    n = tonumber(s)
-    if n == nil then
-      return nil
-    end
-    textNums[s] = n
-  end
-  return n
+  return smallNums[s] or tonumber(s)
 end
