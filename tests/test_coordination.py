@@ -583,6 +583,29 @@ async def test_a_run_hash_too_big_for_a_listpack_loses_only_its_filler(
     assert 86_000 < await redis_client.ttl(run_key) <= 86_400
 
 
+async def test_a_run_hash_of_128_fields_besides_its_filler_is_made_compact(
+    store: CoordinationStore, redis_client: Redis, key_prefix: str
+) -> None:
+    """The 128-field limit counts the fields the run hash keeps, not the filler it loses: a run
+    whose hash ends with exactly 128 fields (padded by hand before its last commit) is rewritten
+    as a listpack."""
+    blueprint = bp(["A", "B"], ["A>B"])
+    probe = Driver(store, redis_client, blueprint, f"{key_prefix}-probe", key_prefix)
+    await probe.start()
+    await probe.complete("A")
+    await probe.complete("B")
+    kept = len(await probe.fields())
+    d = Driver(store, redis_client, blueprint, f"{key_prefix}-run", key_prefix)
+    await d.start()
+    await d.complete("A")
+    run_key = keys.run_key(d.run)
+    await redis_client.hset(run_key, mapping={f"pad:{k}": "1" for k in range(128 - kept)})  # type: ignore[misc]
+    assert (await d.complete("B")).status == "completed"
+    fields = await d.fields()
+    assert len(fields) == 128 and "hx" not in fields
+    assert await redis_client.object("ENCODING", run_key) == b"listpack"
+
+
 async def test_ready_nodes_requeues_lost_jobs_and_skips_untaken_branches(
     store: CoordinationStore, redis_client: Redis, key_prefix: str
 ) -> None:

@@ -11,6 +11,7 @@
 -- @include "numText"
 -- @include "textNum"
 -- @include "joinFields"
+-- @include "commitReadFields"
 -- @include "graphRecord"
 local function commitNode(A, o, last, stateKey, runKey, graphKey, statusKey, q, now, metrics)
   local i = textNum(A[o + 2])
@@ -25,7 +26,7 @@ local function commitNode(A, o, last, stateKey, runKey, graphKey, statusKey, q, 
     local reads = known.reads
     if not reads then
       local n = numText(i)
-      local seen, names = { [i] = true }, { "s:" .. n, "it:" .. n, "rs:" .. n, "w:" .. n, "ff:" .. n }
+      local seen, names = { [i] = true }, { commitReadFields(n) }
       targets = {}
       for _, e in ipairs(known.edges) do
         local t = e[3]
@@ -53,7 +54,7 @@ local function commitNode(A, o, last, stateKey, runKey, graphKey, statusKey, q, 
     targets, fields = reads.targets, reads.fields
   else
     local n = numText(i)
-    targets, fields = {}, { "s:" .. n, "it:" .. n, "rs:" .. n, "w:" .. n, "ff:" .. n }
+    targets, fields = {}, { commitReadFields(n) }
   end
   local run = loadRun(stateKey, runKey, graphKey, statusKey, A[o + 1], now, fields)
   if not run then

@@ -10,8 +10,5 @@ local smallNums = {
   ["8"] = 8, ["9"] = 9, ["10"] = 10, ["11"] = 11, ["12"] = 12, ["13"] = 13, ["14"] = 14, ["15"] = 15,
 }
 local function textNum(s)
-  if not s then
-    return nil
-  end
-  return smallNums[s] or tonumber(s)
+  return smallNums[s] or tonumber(s) -- (a nil or false key reads nil; tonumber gives nil for them)
 end
