@@ -1,7 +1,7 @@
-"""Per-script latency of the Lua coordination scripts (``lua/``), one EVALSHA each through
-:class:`RedisCoordinationStore` (or :class:`ScriptRunner` where the store has no method), next to
-the same operation done by :class:`PythonCoordinationStore` (WATCH/MULTI from the client) where
-it has one. Groups "scripts: <name>", ``extra_info["impl"]`` "lua" / "python".
+"""Per-script latency of the Lua coordination scripts (``lua/``), one call each (FCALL of the
+library's function) through :class:`RedisCoordinationStore` (or :class:`ScriptRunner` where the
+store has no method), next to the same operation done by :class:`PythonCoordinationStore`
+(WATCH/MULTI from the client) where it has one. Groups "scripts: <name>", ``extra_info["impl"]`` "lua" / "python".
 
 Every round gets fresh state from a setup function that is not timed (a new run, lock name,
 graph key or job), so each timed call does the same work; the result of every timed call is

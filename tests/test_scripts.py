@@ -1,15 +1,23 @@
-"""The Lua script loader: file names, headers, the return-code table, NOSCRIPT recovery."""
+"""The Lua script loader: file names, headers, the return-code table, the function library, and
+recovery when the server lacks the library or a script or has no functions."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from tests.redis_servers import start_redis_server
 
+from bullflow import keys
+from bullflow.blueprint import load_blueprint
+from bullflow.compile import compile_blueprint
+from bullflow.coordination import NodeCommit, RedisCoordinationStore, RunOptions
 from bullflow.exceptions import ScriptError
-from bullflow.scripts import LuaScript, ScriptCode, ScriptRunner, load_scripts
+from bullflow.scripts import LuaScript, ScriptCode, ScriptRunner, load_library, load_scripts
+from bullflow.settings import RedisSettings
 
 LUA = Path(__file__).resolve().parents[1] / "lua"
 
@@ -47,8 +55,96 @@ def test_bad_scripts_are_refused(name: str, source: str, problem: str) -> None:
 
 
 async def test_noscript_loads_the_script_again(redis_client: Redis, key_prefix: str) -> None:
-    runner = ScriptRunner(redis_client)
+    runner = ScriptRunner(redis_client, functions=False)
     await redis_client.script_flush()
     assert await runner.run("storeGraph", [f"{key_prefix}:g"], ["meta", "{}"]) == ScriptCode.STORED
     await redis_client.script_flush()
     assert await runner.run("storeGraph", [f"{key_prefix}:g"], ["meta", "{}"]) == ScriptCode.ALREADY_PRESENT
+
+
+def test_the_library_holds_every_script_as_a_function_and_each_include_once() -> None:
+    library = load_library()
+    scripts = load_scripts()
+    assert library.source.startswith(f"#!lua name={library.name}\n")
+    assert re.fullmatch(re.escape(keys.FUNCTION_LIBRARY_PREFIX) + r"[0-9a-f]{16}", library.name)
+    assert keys.FUNCTION_LIBRARY_PREFIX == "bullflow_"  # the wire contract (bullflow.keys)
+    assert library.functions == {name: f"{library.name}_{name}" for name in scripts}
+    for name in scripts:
+        assert library.source.count(f"redis.register_function('{library.functions[name]}'") == 1
+    for include in (LUA / "includes").glob("*.lua"):
+        assert library.source.count(f"local function {include.stem}(") == 1, include.name
+    assert "-- @include" not in library.source
+
+
+async def test_a_flushed_library_is_loaded_again(redis_client: Redis, key_prefix: str) -> None:
+    runner = ScriptRunner(redis_client)
+    await redis_client.execute_command("FUNCTION", "FLUSH")
+    assert await runner.run("storeGraph", [f"{key_prefix}:g"], ["meta", "{}"]) == ScriptCode.STORED
+    listed = await redis_client.execute_command("FUNCTION", "LIST", "LIBRARYNAME", load_library().name)
+    assert len(listed) == 1
+    await redis_client.execute_command("FUNCTION", "FLUSH")
+    assert await runner.run("storeGraph", [f"{key_prefix}:g"], ["meta", "{}"]) == ScriptCode.ALREADY_PRESENT
+    assert runner.functions, "a missing library is loaded again, not given up for scripts"
+
+
+async def test_load_makes_sure_the_server_holds_the_library_or_the_scripts(redis_client: Redis) -> None:
+    name = load_library().name
+    await redis_client.execute_command("FUNCTION", "FLUSH")
+    await ScriptRunner(redis_client).load()
+    assert len(await redis_client.execute_command("FUNCTION", "LIST", "LIBRARYNAME", name)) == 1
+    await ScriptRunner(redis_client).load()  # there already: nothing to do
+    await redis_client.script_flush()
+    await ScriptRunner(redis_client, functions=False).load()
+    shas = [s.sha for s in load_scripts().values()]
+    assert await redis_client.script_exists(*shas) == [True] * len(shas)
+
+
+async def _run_one_node(store: RedisCoordinationStore, run_id: str) -> str:
+    compiled = compile_blueprint(
+        load_blueprint({"id": "one", "nodes": [{"id": "A", "uses": "x"}], "edges": []})
+    )
+    started = await store.start_run(run_id, compiled, [], RunOptions())
+    assert started.code == ScriptCode.STORED and started.enqueued == 1
+    done = await store.complete_node(NodeCommit(run_id, compiled.graph.content_hash, 0, 0))
+    assert done.code == ScriptCode.STORED
+    return done.status
+
+
+async def test_a_server_without_functions_runs_the_lua_as_scripts(tmp_path: Path) -> None:
+    """As on Redis 6: FCALL and FUNCTION are unknown commands. The first call turns the runner
+    to scripts for good, and runs go on as before."""
+    server = start_redis_server(tmp_path, "--rename-command", "FCALL", "", "--rename-command", "FUNCTION", "")
+    client = Redis(port=server.port)
+    try:
+        store = RedisCoordinationStore(client, "q")
+        assert await _run_one_node(store, "r1") == "completed"
+        assert not store.scripts.functions
+        await store.scripts.load()  # loads the scripts, asks for no library
+        shas = [s.sha for s in load_scripts().values()]
+        assert await client.script_exists(*shas) == [True] * len(shas)
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_a_user_who_may_not_load_functions_runs_the_lua_as_scripts(
+    redis_client: Redis, redis_settings: RedisSettings, key_prefix: str
+) -> None:
+    """An ACL user without FUNCTION (NOPERM on FUNCTION LOAD) on a server that lacks the
+    library: the runner turns to scripts and the run completes."""
+    user, password = f"{key_prefix}-user", "secret"
+    await redis_client.execute_command(
+        "ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all", "-function"
+    )
+    await redis_client.execute_command("FUNCTION", "FLUSH")
+    limited = RedisSettings(
+        **{**dataclasses.asdict(redis_settings), "username": user, "password": password}
+    ).client()
+    try:
+        store = RedisCoordinationStore(limited, key_prefix)
+        assert await _run_one_node(store, f"{key_prefix}-run") == "completed"
+        assert not store.scripts.functions
+        assert await redis_client.execute_command("FUNCTION", "LIST") == []
+    finally:
+        await limited.aclose()
+        await redis_client.execute_command("ACL", "DELUSER", user)

@@ -3,9 +3,10 @@ waits for their results, with the synchronous redis-py client (locust runs on ge
 
 * On start the blueprints' graphs are stored once per process (``storeGraph``, the HSET arguments
   of :func:`bullflow.coordination.graph_fields`).
-* A run is started with one EVALSHA of ``startRun`` with the keys and arguments
+* A run is started with one call of ``startRun`` (FCALL, or EVALSHA on a server without
+  functions) with the keys and arguments
   :meth:`bullflow.coordination.RedisCoordinationStore.start_run` passes (keys from
-  :mod:`bullflow.keys` only; a script the server lacks is loaded on NOSCRIPT).
+  :mod:`bullflow.keys` only; what the server lacks is loaded and the call made again).
 * Statuses arrive on one ``bullflow:status:*`` pattern subscription per process: a greenlet reads
   it and wakes the waiting user. After registering, the user also GETs the status key, so a status
   published before the registration is not missed.
@@ -40,13 +41,13 @@ from gevent.lock import Semaphore
 from locust import User, events
 from locust.env import Environment
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 
 from bullflow import keys
 from bullflow.compile import CompiledBlueprint
 from bullflow.coordination import RunOptions, graph_fields, start_run_call
 from bullflow.runtime import FlowRuntime
-from bullflow.scripts import ScriptCode, load_scripts
+from bullflow.scripts import ScriptCalls, ScriptCode
 from loadtest.blueprints import BLUEPRINTS
 
 __all__ = ["LostRunError", "RunFailedError", "RunTracker", "WorkflowClientUser"]
@@ -111,23 +112,28 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         environment.process_exit_code = 0
 
 
-class SyncScripts:
-    """The Lua scripts on a synchronous redis-py client: EVALSHA, loaded again on NOSCRIPT
-    (:class:`bullflow.scripts.ScriptRunner`, without asyncio)."""
+class SyncScripts(ScriptCalls):
+    """The Lua on a synchronous redis-py client, called as :class:`bullflow.scripts.ScriptRunner`
+    calls it (a function of the library, or a script), without asyncio."""
 
     def __init__(self, client: redis.Redis) -> None:
+        super().__init__()
         self.client = client
-        self.scripts = load_scripts()
 
     def run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        script = self.scripts[name]
-        if len(keys_) != script.num_keys:
-            raise ValueError(f"{name} expects {script.num_keys} keys, got {len(keys_)}")
-        try:
-            return self.client.evalsha(script.sha, script.num_keys, *keys_, *args)
-        except NoScriptError:
-            self.client.script_load(script.source)
-            return self.client.evalsha(script.sha, script.num_keys, *keys_, *args)
+        for _ in range(2):
+            try:
+                return self.client.execute_command(*self.command(name, keys_, args))
+            except ResponseError as error:
+                if not self.is_missing(error):
+                    raise
+                remedy = self.remedy(name, error)
+                if remedy is not None:
+                    try:
+                        self.client.execute_command(*remedy)
+                    except ResponseError as refused:
+                        self.use_scripts(refused)
+        return self.client.execute_command(*self.command(name, keys_, args))
 
 
 class StatusListener:

@@ -817,7 +817,7 @@ class BullMQAdapter:
         committed, finished = (replies[0], replies[1]) if commit is not None else (None, replies[0])
         if isinstance(finished, Exception) and not isinstance(finished, NoScriptError):
             raise finished
-        if commit is not None and isinstance(committed, NoScriptError):
+        if commit is not None and lua is not None and lua.scripts.is_missing(committed):
             # The commit goes first, as in the pipeline: a second script that already ran took
             # no next job for it, so it must wake a waiting worker (no ``fetching``).
             if not isinstance(finished, NoScriptError):

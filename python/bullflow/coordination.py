@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from . import keys
 from ._impl import encode_value
@@ -223,16 +222,18 @@ def _text(value: Any) -> str | None:
 
 
 class RedisCoordinationStore:
-    """Coordination by Lua script: one EVALSHA per operation."""
+    """Coordination by Lua script: one script call (FCALL or EVALSHA) per operation."""
 
     def __init__(
         self,
         redis: Redis,
         queue_name: str = keys.DEFAULT_QUEUE,
         queue_prefix: str = keys.DEFAULT_QUEUE_PREFIX,
+        *,
+        functions: bool = True,
     ) -> None:
         self.redis = redis
-        self.scripts = ScriptRunner(redis)
+        self.scripts = ScriptRunner(redis, functions=functions)  # (functions=False: EVALSHA only)
         self.queue_name = queue_name
         self.queue_prefix = queue_prefix
         qk = keys.queue_keys(queue_name, queue_prefix)
@@ -288,10 +289,10 @@ class RedisCoordinationStore:
         options: RunOptions,
     ) -> list[CommitResult]:
         """:meth:`start_run` for several (run id, context) pairs of one blueprint, the
-        ``startRun`` calls pipelined (256 per round trip); the results in order. A call that got
-        NOSCRIPT (nothing ran) or GRAPH_MISSING goes through :meth:`start_run` again."""
+        ``startRun`` calls pipelined (256 per round trip); the results in order. A call the
+        server could not run yet (nothing ran: :meth:`ScriptRunner.is_missing`) or that got
+        GRAPH_MISSING goes through :meth:`start_run` again."""
         await self.store_graph(compiled)
-        script = self.scripts.scripts["startRun"]
         results: list[CommitResult] = []
         for at in range(0, len(runs), _START_CHUNK):
             chunk = runs[at : at + _START_CHUNK]
@@ -300,10 +301,10 @@ class RedisCoordinationStore:
                 keys_, args = start_run_call(
                     run_id, compiled, context, options, self.queue_name, self.queue_prefix
                 )
-                pipe.evalsha(script.sha, script.num_keys, *keys_, *args)
+                self.scripts.queue(pipe, "startRun", keys_, args)
             replies = await pipe.execute(raise_on_error=False)
             for (run_id, context), reply in zip(chunk, replies, strict=True):
-                if isinstance(reply, Exception) and not isinstance(reply, NoScriptError):
+                if isinstance(reply, Exception) and not self.scripts.is_missing(reply):
                     raise reply
                 if isinstance(reply, list) and _code(reply[0]) != ScriptCode.GRAPH_MISSING:
                     results.append(CommitResult(_code(reply[0]), int(reply[1]), _text(reply[2])))
@@ -317,10 +318,10 @@ class RedisCoordinationStore:
         return CommitResult(_code(result[0]), int(result[1]), _text(result[2]))
 
     def queue_complete_node(self, pipe: Any, commit: NodeCommit) -> None:
-        """Add the ``completeNode`` call to a pipeline (EVALSHA; the caller handles NOSCRIPT)."""
+        """Add the ``completeNode`` call to a pipeline (the caller handles a missing reply,
+        :meth:`ScriptRunner.is_missing`, with :meth:`complete_node`)."""
         keys_, args = self._complete_node_call(commit)
-        script = self.scripts.scripts["completeNode"]
-        pipe.evalsha(script.sha, script.num_keys, *keys_, *args)
+        self.scripts.queue(pipe, "completeNode", keys_, args)
 
     def commit_values(self, commit: NodeCommit) -> list[Any]:
         """The commit as one group of ``finishJobs`` values: ``completeNode``'s KEYS[1..4] (the

@@ -16,11 +16,11 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from . import keys
 from .coordination import CoordinationStore, NodeCommit, RedisCoordinationStore
-from .scripts import ScriptCode, load_scripts
+from .scripts import ScriptCode, ScriptRunner
 
 __all__ = ["FinishBatcher", "FinishReply"]
 
@@ -84,6 +84,8 @@ class FinishBatcher:
         qk = keys.queue_keys(queue_name, queue_prefix)
         self.redis = redis
         self.store = store
+        # (the store's runner: it knows already whether the server runs functions)
+        self.scripts = store.scripts if isinstance(store, RedisCoordinationStore) else ScriptRunner(redis)
         self.max_batch = max(1, max_batch)
         self.max_in_flight = max(1, max_in_flight)
         self._keys = [qk[name] for name in FINISH_KEYS]
@@ -168,16 +170,20 @@ class FinishBatcher:
                 len(values),
             ]
             args += values
-        script = load_scripts()["finishJobs"]
         self.calls += 1
         self.jobs += len(group)
-        command = ("EVALSHA", script.sha, script.num_keys, *self._keys, *args)
-        try:
-            return cast("list[Any]", await self._execute(command))
-        except NoScriptError:
-            # a restarted or flushed server: nothing ran; load it and run the group again
-            await cast("Any", self.redis).script_load(script.source)
-            return cast("list[Any]", await self._execute(command))
+        for _ in range(2):
+            try:
+                return cast(
+                    "list[Any]", await self._execute(self.scripts.command("finishJobs", self._keys, args))
+                )
+            except ResponseError as error:
+                # a restarted or flushed server, or one without functions: nothing ran; load
+                # what it lacks and run the group again
+                if not self.scripts.is_missing(error):
+                    raise
+                await self.scripts.recover("finishJobs", error)
+        return cast("list[Any]", await self._execute(self.scripts.command("finishJobs", self._keys, args)))
 
     async def _execute(self, command: tuple[Any, ...]) -> Any:
         """``command`` on a held connection. A held connection the server closed while it was

@@ -34,7 +34,10 @@ bullflow's own:
 * ``bullflow:metrics:m:<minute start ms>`` -- STRING, node executions finished in that minute
   (kept an hour);
 * job ids: ``<runId>_<nodeId>`` for a node's first execution, ``<runId>_<nodeId>_<n>`` for its
-  n-th re-execution (loop iterations, resumes, sleeps), so every execution is its own job.
+  n-th re-execution (loop iterations, resumes, sleeps), so every execution is its own job;
+* not a key: the function library ``bullflow_<hash>`` (Redis 7+), its functions
+  ``bullflow_<hash>_<scriptName>``, ``<hash>`` 16 hex digits of the SHA-1 of its text
+  (``bullflow.scripts.load_library``, ``lua/README.md``).
 
 Durable step workflows (``bullflow.durable``; ``P`` is ``DurableSettings.prefix``, default
 ``bullflow``). Every key of one instance carries the hash tag ``{<instanceId>}``, so the scripts
@@ -85,6 +88,7 @@ __all__ = [
     "DEFAULT_QUEUE_PREFIX",
     "DURABLE_RUN_JOB",
     "EXECUTE_NODE_JOB",
+    "FUNCTION_LIBRARY_PREFIX",
     "GRAPH_PREFIX",
     "LOCK_PREFIX",
     "METRICS_KEY",
@@ -134,6 +138,7 @@ RUN_LOG_PREFIX = "bullflow:runlog:"
 RUN_INDEX_KEY = "bullflow:runs"
 METRICS_KEY = "bullflow:metrics"
 METRICS_MINUTE_PREFIX = "bullflow:metrics:m:"
+FUNCTION_LIBRARY_PREFIX = "bullflow_"  # (not a key: the Lua function library, bullflow_<hash>)
 DEFAULT_QUEUE = "flowcraft-queue"
 DEFAULT_QUEUE_PREFIX = "bull"
 EXECUTE_NODE_JOB = "executeNode"

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from bullflow import keys
-from bullflow.scripts import load_scripts
 
 DIAMOND: dict[str, Any] = {
     "id": "diamond",
@@ -57,37 +56,45 @@ CHAIN: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("reloaded", ["none", "finishJobs"])
-async def test_a_commit_after_a_script_flush_still_wakes_the_next_node(
-    make_adapter: Any, make_client: Any, redis_client: Any, reloaded: str
+async def _flush(redis_client: Any, what: str) -> None:
+    """Make the server lose its Lua as a restart without persistence does ("restart": the
+    function library and every script, bullmq's too), or only the library or the scripts."""
+    if what in ("restart", "functions"):
+        await redis_client.execute_command("FUNCTION", "FLUSH")
+    if what in ("restart", "scripts"):
+        await redis_client.script_flush()
+
+
+@pytest.mark.parametrize("flushed", ["restart", "functions", "scripts"])
+async def test_a_commit_after_the_server_lost_its_lua_still_wakes_the_next_node(
+    make_adapter: Any, make_client: Any, redis_client: Any, flushed: str
 ) -> None:
-    """After SCRIPT FLUSH (a restarted server) the fast loop's finishJobs call (or, with it
-    loaded again, the client's scripts) gets NOSCRIPT: the script is loaded and the call made
-    again, and the next node runs at once instead of waiting out the blocking timeout (5 s)."""
+    """After the server lost the library (a restart, FUNCTION FLUSH) the fast loop's finishJobs
+    call and the client's startRun find no function: the library is loaded and the call made
+    again, and the next node runs at once instead of waiting out the blocking timeout (5 s).
+    Losing only the scripts (SCRIPT FLUSH) costs bullmq's own scripts a reload."""
     make_adapter([CHAIN], concurrency=2, worker_loop="fast")
     client = make_client([CHAIN])
     assert (await (await client.start("chain3")).result(20)).status == "completed"
-    await redis_client.script_flush()
-    if reloaded == "finishJobs":
-        await redis_client.script_load(load_scripts()["finishJobs"].source)
+    await _flush(redis_client, flushed)
     result = await (await client.start("chain3")).result(2.5)
     assert result.status == "completed"
     assert result.context["_outputs.C"] == "C(B(A(None)))"
 
 
-@pytest.mark.parametrize("server", ["as-is", "script-flush", "flushall"])
+@pytest.mark.parametrize("server", ["as-is", "restart", "flushall"])
 async def test_start_many_starts_every_run_with_its_context(
     make_adapter: Any, make_client: Any, redis_client: Any, server: str
 ) -> None:
     """``start_many`` pipelines the startRun calls: every run starts with its own context and
-    completes; after SCRIPT FLUSH (NOSCRIPT) or FLUSHALL (the graph gone) the runs start all
-    the same."""
+    completes; after the server lost its Lua (the library missing) or FLUSHALL (the graph gone)
+    the runs start all the same."""
     make_adapter([CHAIN], concurrency=8)
     client = make_client([CHAIN])
     assert await client.start_many("chain3", 0) == []
     assert (await (await client.start("chain3")).result(20)).status == "completed"
-    if server == "script-flush":
-        await redis_client.script_flush()
+    if server == "restart":
+        await _flush(redis_client, "restart")
     elif server == "flushall":
         await redis_client.flushall()
     handles = await client.start_many("chain3", [{"n": i} for i in range(300)])

@@ -58,8 +58,11 @@ async def _never(job: Any, token: str) -> None:  # the worker never runs: jobs a
 class Bench:
     """One queue: bullmq's Queue adds jobs, a bullmq Worker that is not running takes them."""
 
-    def __init__(self, redis: Redis, connection: dict[str, Any], name: str) -> None:
+    def __init__(
+        self, redis: Redis, connection: dict[str, Any], name: str, *, functions: bool = True
+    ) -> None:
         self.redis = redis
+        self.scripts = ScriptRunner(redis, functions=functions)  # finishJobs as a function or a script
         self.connection = connection
         self.name = name
         self.prefix = keys.queue_key_prefix(name)
@@ -94,7 +97,7 @@ class Bench:
         fetch: bool = True,
         lock_ms: int = LOCK_MS,
     ) -> Any:
-        replies = await ScriptRunner(self.redis).run(
+        replies = await self.scripts.run(
             "finishJobs",
             [self.keys[name] for name in FINISH_KEYS],
             [
@@ -136,9 +139,7 @@ class Bench:
         for k, (job_id, fetch, values) in enumerate(entries):
             keep = -1 if keeps is None else keeps[k]
             args += [job_id, token, keep, "", "1" if fetch else "0", len(values), *values]
-        return await ScriptRunner(self.redis).run(
-            "finishJobs", [self.keys[name] for name in FINISH_KEYS], args
-        )
+        return await self.scripts.run("finishJobs", [self.keys[name] for name in FINISH_KEYS], args)
 
     async def job(self, job_id: str) -> dict[str, str]:
         return flat_to_dict(await self.redis.hgetall(self.prefix + job_id))  # type: ignore[misc]
@@ -214,9 +215,13 @@ def connection(redis_settings: RedisSettings) -> dict[str, Any]:
     return {"host": redis_settings.host, "port": redis_settings.port, "socket_timeout": None}
 
 
-@pytest.fixture
-async def bench(redis_client: Redis, connection: dict[str, Any], key_prefix: str) -> AsyncIterator[Bench]:
-    b = Bench(redis_client, connection, key_prefix)
+@pytest.fixture(params=["function", "script"])
+async def bench(
+    request: pytest.FixtureRequest, redis_client: Redis, connection: dict[str, Any], key_prefix: str
+) -> AsyncIterator[Bench]:
+    """A queue whose finishJobs calls go to the library's function (FCALL) or to the script
+    (EVALSHA, as on a server without functions)."""
+    b = Bench(redis_client, connection, key_prefix, functions=request.param == "function")
     try:
         yield b
     finally:

@@ -34,12 +34,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: StateDep) -> JSONResponse:
     try:
         await cast("Any", state.redis.ping())
-        scripts = state.scripts.scripts
-        names = list(scripts)
-        loaded = await cast("Any", state.redis.script_exists(*(scripts[n].sha for n in names)))
-        for name, present in zip(names, loaded, strict=True):
-            if not present:
-                await cast("Any", state.redis.script_load(scripts[name].source))
+        await state.scripts.load()
     except (RedisError, OSError) as err:
         logger.warning("not ready: Redis: %s", type(err).__name__)
         return JSONResponse({"status": "unavailable"}, status_code=503)

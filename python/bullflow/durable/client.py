@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar, cast
 
 import orjson
-from redis.exceptions import NoScriptError
 
 from .. import keys
 from ..exceptions import (
@@ -253,24 +252,15 @@ class Workflow(Generic[W]):
         # instance the reconciler finds
         pipe = store.redis.pipeline(transaction=False)
         pipe.zadd(store.active_key, {instance_id: _local_ms()})
-        pipe.evalsha(
-            store.scripts.scripts["createInstance"].sha,
-            2,
-            k.instance,
-            k.log,
-            self.name,
-            self.workflow.version,
-            params_text,
-            self.settings.retention_seconds,
-        )
-        try:
-            _, reply = await pipe.execute()
-        except NoScriptError:
-            reply = await store.run(
-                "createInstance",
-                [k.instance, k.log],
-                [self.name, self.workflow.version, params_text, self.settings.retention_seconds],
-            )
+        args = [self.name, self.workflow.version, params_text, self.settings.retention_seconds]
+        store.scripts.queue(pipe, "createInstance", [k.instance, k.log], args)
+        indexed, reply = await pipe.execute(raise_on_error=False)
+        if isinstance(indexed, Exception):
+            raise indexed
+        if isinstance(reply, Exception):
+            if not store.scripts.is_missing(reply):
+                raise reply
+            reply = await store.run("createInstance", [k.instance, k.log], args)
         if int(reply[0]) != ScriptCode.STORED:
             raise InstanceExistsError(f"workflow instance {instance_id!r} exists already")
         await store.enqueue(instance_id, self.name, int(reply[1]), priority=Priority.NEW)

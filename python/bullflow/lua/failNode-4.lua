@@ -59,6 +59,6 @@ local detail = ARGV[7]
 if not detail or detail == "" then
   detail = ARGV[4]
 end
-trackNode(run, i, "node-failed", readTask(5), detail, "failed")
+trackNode(run, i, "node-failed", readTask(5, ARGV), detail, "failed")
 local status = settleRun(run)
 return { 1, status or run.status }

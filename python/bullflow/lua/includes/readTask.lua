@@ -1,10 +1,8 @@
 --[[
-  The execution facts a commit carries at args[pos], args[pos + 1] and args[pos + 2] (args is
-  ARGV when nil; values past index last, when given, are not the commit's): the attempt number,
+  The execution facts a commit carries at args[pos], args[pos + 1] and args[pos + 2] (values past index last, when given, are not the commit's): the attempt number,
   when the execution started (ms) and its error text; missing values are 0, 0 and "".
 ]]
 local function readTask(pos, args, last)
-  args = args or ARGV
   last = last or #args
   local attempt, started, err = nil, nil, nil
   if pos <= last then
