@@ -1052,3 +1052,35 @@ async def test_a_server_that_refuses_dump_and_restore_keeps_the_run_hash_a_hash_
     finally:
         await limited.aclose()
         await redis_client.execute_command("ACL", "DELUSER", user)
+
+
+async def test_runs_of_many_graphs_in_turn_each_follow_their_own_graph(
+    store: CoordinationStore, redis_client: Redis, key_prefix: str
+) -> None:
+    """The library remembers graph metas (64) and node records (4,096) across calls: 70 graphs
+    of one id and node indices, each fanning out to its own set of successors (4,300 records in
+    all), started and committed in turn, then the first ones again after the others pushed
+    them out; every commit readies exactly its own graph's successors."""
+
+    def fan(g: int) -> dict[str, Any]:
+        width = 55 + g % 10
+        targets = [f"T{k}" for k in range(width)]
+        # the same node indices in every graph, a different fan-out width
+        source = {"id": "S", "uses": "x", "params": {"graph": g}}
+        return bp(
+            [source, *targets, *[f"U{k}" for k in range(64 - width)]], [f"S>{t}" for t in targets], id="fan"
+        )
+
+    drivers = [Driver(store, redis_client, fan(g), f"{key_prefix}-r{g}", key_prefix) for g in range(70)]
+    assert len({d.hash for d in drivers}) == 70
+    for g, d in enumerate(drivers):
+        assert (await d.start()).enqueued == 1 + 64 - (55 + g % 10)  # S and every U
+    for g, d in enumerate(drivers):
+        result = await d.complete("S")
+        assert result.enqueued == 55 + g % 10, f"graph {g}"
+    for g, d in enumerate(drivers[:3]):
+        statuses = await d.statuses()
+        width = 55 + g % 10
+        assert [statuses[d.index(f"T{k}")] for k in range(width)] == [1] * width
+        await d.complete("T0")
+        assert (await d.statuses())[d.index("T0")] == 3

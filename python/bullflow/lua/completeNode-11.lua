@@ -72,7 +72,7 @@
 -- @include "commitNode"
 
 local q = { wait = KEYS[5], meta = KEYS[6], id = KEYS[7], active = KEYS[8], events = KEYS[9],
-  marker = KEYS[10], delayed = KEYS[11], graphs = {} }
+  marker = KEYS[10], delayed = KEYS[11] }
 local reply = commitNode(ARGV, 0, #ARGV, KEYS[1], KEYS[2], KEYS[3], KEYS[4], q, nil, nil)
 writeJobCounter(q)
 return reply

@@ -84,7 +84,7 @@ local rcall = redis.call
 local t = rcall("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local q = { wait = KEYS[1], active = KEYS[2], meta = KEYS[3], events = KEYS[4], delayed = KEYS[5],
-  marker = KEYS[6], id = KEYS[10], prefix = ARGV[1], graphs = {} }
+  marker = KEYS[6], id = KEYS[10], prefix = ARGV[1] }
 local b = { prefix = ARGV[1], active = KEYS[2], stalled = KEYS[7], completed = KEYS[8],
   runPrefix = ARGV[3], statePrefix = ARGV[4], graphPrefix = ARGV[5], aged = {}, indices = {} }
 local counts = newNodeCounts()

@@ -39,6 +39,7 @@
     a job options fragment that starts with a comma.
 ]]
 -- @include "numText"
+-- @include "graphMeta"
 -- @include "callInChunks"
 -- @include "newRun"
 -- @include "nodeRecord"
@@ -69,7 +70,7 @@ end
 if (#ARGV - 9) % 2 ~= 0 or string.sub(ARGV[7], 1, 1) == "," then
   return { -1, 0, false }
 end
-local meta = cjson.decode(metaText)
+local meta = graphMeta(metaText)
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local run = newRun({ ARGV[2], meta.nodes, 0, "running", ARGV[6], ARGV[5], ARGV[3], ARGV[4], ARGV[7], meta.hash },

@@ -3,8 +3,7 @@
   is completeNode's ARGV[k], up to A[last] (A is ARGV itself: completeNode passes o = 0, finishJobs
   the offset and end of the commit's values, without copying them), stateKey..statusKey its
   KEYS[1..4], q the queue's keys {wait, meta, id, active, events, marker, delayed} (a table the
-  calls of one script share: it caches the queue's event limit and pause state, and with
-  q.graphs the graphs' node records, graphRecord),
+  calls of one script share: it caches the queue's event limit and pause state),
   now the script's clock (ms; nil: read it) and
   metrics an accumulator for trackNode (nil: counted at once). Returns completeNode's reply.
 ]]
@@ -16,13 +15,12 @@
 local function commitNode(A, o, last, stateKey, runKey, graphKey, statusKey, q, now, metrics)
   local i = textNum(A[o + 2])
   local mode = A[o + 4]
-  -- the completion of a static node (graphRecord: the script's calls share the records in
-  -- q.graphs) that is no loop controller: its successors' statuses and joinFields are read along
-  -- with the run (run.joins)
-  local known = mode == "complete" and q.graphs and graphRecord(graphKey, i, q.graphs)
+  -- the completion of a static node (graphRecord) that is no loop controller: its successors'
+  -- statuses and joinFields are read along with the run (run.joins)
+  local known = mode == "complete" and graphRecord(graphKey, i)
   local fields, targets
   if known and not known.lc then
-    -- the successors and the fields to read, worked out once per node and script (known.reads)
+    -- the successors and the fields to read, worked out once per node record (known.reads)
     local reads = known.reads
     if not reads then
       local n = numText(i)
@@ -64,7 +62,6 @@ local function commitNode(A, o, last, stateKey, runKey, graphKey, statusKey, q, 
     return { -2, 0, run.status }
   end
   run.metrics = metrics
-  run.graphs = q.graphs
   if #targets > 0 then
     local current, joins = run.extra, {}
     for k, t in ipairs(targets) do

@@ -4,8 +4,8 @@
   field "d:<i>". Fields: id, any (join 'any'), lc (loop controller), fb (fallback index or -1),
   ls (loop start or -1), npreds, preds (set), back (set), edges ({edge, source, target, action,
   conditional}), body (loop body indices), opts (job options JSON fragment). Records are read
-  only (but for what commitNode derives from one and keeps in it: reads); with run.graphs (graph
-  key -> records, graphRecord) the static ones are shared by a script's calls.
+  only (but for what commitNode derives from one and keeps in it: reads); the static ones are
+  shared by the calls (graphRecord).
 ]]
 -- @include "graphRecord"
 local function nodeRecord(run, i)
@@ -14,8 +14,7 @@ local function nodeRecord(run, i)
     return r
   end
   if i < run.nstatic then
-    -- a graph's records never change: the calls of one script share them (run.graphs)
-    r = graphRecord(run.graphKey, i, run.graphs)
+    r = graphRecord(run.graphKey, i)
   else
     local v = cjson.decode(redis.call("HGET", run.runKey, "d:" .. i))
     local edges, preds = {}, {}
