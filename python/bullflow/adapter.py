@@ -1055,7 +1055,9 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
     ``completeNode`` commit is pipelined in front of bullmq's ``moveToFinished`` and runs first --
     should it fail with NOSCRIPT (a restarted server) it is loaded and run again (before the finish
     when that failed too; otherwise after it: the node is still ready for that iteration, so the
-    late commit is the same commit). A closing worker takes no new job."""
+    late commit is the same commit). A slot without a job takes one in a group's ``finishJobs``
+    call too (a job-less entry) before it falls back to bullmq's ``moveToActive``. A closing worker
+    takes no new job."""
 
     def __init__(
         self, adapter: BullMQAdapter, name: str, opts: dict[str, Any], *, batcher: FinishBatcher | None
@@ -1070,6 +1072,14 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
         # until its lock expires). A closing worker leaves it in the queue for another worker.
         if self.closing:
             return None
+        if self.batcher is not None:
+            # the fast loop takes it in its group's finishJobs call, with the node's fields
+            # read along; bullmq's script when that took none (it sets the worker drained)
+            taken = await self.batcher.take(token)
+            if taken is not None:
+                following = await self._next_from(taken, token, emit=False)
+                if following is not None:
+                    return following
         return await super().moveToActive(token)
 
     async def processJob(self, job: Any, token: str) -> None:
@@ -1138,9 +1148,10 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
             self.jobs.discard((job, token))
             self.lockManager.untrack_job(job.id)
 
-    async def _next_from(self, taken: Any, token: str) -> Any:
+    async def _next_from(self, taken: Any, token: str, *, emit: bool = True) -> Any:
         """The job ``finishJobs`` took (with the read it made for it), or None. A plain job becomes
-        a :class:`_LightJob`; one a job scheduler made goes through bullmq's own bookkeeping."""
+        a :class:`_LightJob`; one a job scheduler made goes through bullmq's own bookkeeping.
+        ``emit``: emit "active" (bullmq's ``getNextJob`` does for what ``moveToActive`` returns)."""
         if not taken:
             return None
         flat, job_id, run_fields, index, node_fields, node_input = taken
@@ -1155,7 +1166,8 @@ class _ChainingWorker(Worker):  # type: ignore[misc]
             self.drained = False
             following = _LightJob(self, raw, job_id, token)
         following.bullflow_read = (run_fields, index, node_fields, node_input)
-        self.emit("active", following, "waiting")
+        if emit:
+            self.emit("active", following, "waiting")
         return following
 
 

@@ -108,6 +108,13 @@ class FinishBatcher:
         self.calls = 0  # finishJobs calls made (and jobs sent): the average group size
         self.jobs = 0
 
+    async def take(self, token: str) -> Any:
+        """The next waiting job for a slot that has none to finish, taken in the group's call as
+        bullmq's ``moveToActive`` would take it, with what its node needs read along (the raw
+        reply, see the script); None when the script took none (nothing waits, or the queue is
+        paused, rate limited or at its global concurrency: bullmq's own script decides then)."""
+        return (await self.finish(None, "", token, 0, "", True)).taken or None
+
     async def finish(
         self, commit: NodeCommit | None, job_id: str, token: str, keep: int, age: str, fetch: bool
     ) -> FinishReply:

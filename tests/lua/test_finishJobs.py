@@ -1163,3 +1163,42 @@ async def test_commits_that_read_their_successors_along_leave_the_runs_as_single
     assert not any(name in expected["run"] for name in (f"a:{d}", f"a:{d}#", f"r:{d}", f"r:{d}#"))
     for run in batched:
         assert await snapshot(run) == expected
+
+
+# ------------------------------------------------------------------------------ a slot without a job
+async def test_a_slot_without_a_job_takes_one_as_moveToActive_does(pair: tuple[Bench, Bench]) -> None:
+    """An entry with no job id completes nothing and takes the next waiting job as bullmq's
+    moveToActive takes it on the other queue: both queues then hold the same keys and events."""
+    fast, ref = pair
+    for b in pair:
+        await b.add("a")
+        await b.add("b")
+    [(code, taken, committed)] = await fast.finish_many([("", True, [])])
+    job = await ref.take()
+    assert (code, committed, job.id) == (ScriptCode.STORED, None, "a")
+    flat, job_id, *read = taken
+    assert (text(job_id), read) == ("a", [None, None, None, None])
+    assert flat_to_dict(flat) == await fast.job("a")
+    await assert_locked(fast, "a")
+    fast_keys, ref_keys = await fast.dump(exact=False), await ref.dump(exact=False)
+    assert fast_keys == ref_keys
+
+
+async def test_a_slot_without_a_job_takes_nothing_when_nothing_waits_and_changes_nothing(
+    bench: Bench,
+) -> None:
+    await bench.add("a")
+    await bench.take()
+    before = await bench.dump(exact=False)
+    assert await bench.finish_many([("", True, []), ("", False, [])]) == [
+        [ScriptCode.STORED, None, None],
+        [ScriptCode.STORED, None, None],
+    ]
+    assert await bench.dump(exact=False) == before  # no "drained" event either: nothing was finished
+
+
+async def test_a_slot_without_a_job_takes_none_from_a_paused_queue(bench: Bench) -> None:
+    await bench.add("a")
+    await bench.queue.pause()
+    assert await bench.finish_many([("", True, [])]) == [[ScriptCode.STORED, None, None]]
+    assert await bench.ids("wait") == ["a"] and await bench.ids("active") == []

@@ -26,16 +26,17 @@
     ARGV[3] run hash prefix (bullflow:run:)
     ARGV[4] state hash prefix (workflow:state:)
     ARGV[5] graph hash prefix (bullflow:graph:)
-    ARGV[6] number of jobs N, then N groups: job id, lock token, completed jobs to keep (-1 all,
-            0 none, n the newest n), completed jobs' maximum age in seconds or "" (none), "1" to
-            take a next job for this slot, C the number of commit values, then C values: none
-            (no commit), or completeNode's KEYS[1..4] (state, run, graph and status keys of the
+    ARGV[6] number of jobs N, then N groups: job id ("" none: a slot that only takes a job,
+            as bullmq's moveToActive would), lock token, completed jobs to keep (-1 all, 0 none,
+            n the newest n), completed jobs' maximum age in seconds or "" (none), "1" to take a
+            next job for this slot, C the number of commit values, then C values: none (no
+            commit), or completeNode's KEYS[1..4] (state, run, graph and status keys of the
             node's run) followed by completeNode's ARGV
   Output:
     N replies, one per job: {code, next job or false, commit reply or false}. code 1 (STORED)
-    the job is completed; -7 (USE_BULLMQ) nothing was done for the job (also when it is gone,
-    not active or not locked by this token): finish it with bullmq's moveToFinished, which
-    reports such errors as bullmq does. The next job is {job hash as a flat list, job id, run
+    the job is completed (or there was none); -7 (USE_BULLMQ) nothing was done for the job (also
+    when it is gone, not active or not locked by this token): finish it with bullmq's
+    moveToFinished, which reports such errors as bullmq does. The next job is {job hash as a flat list, job id, run
     fields {st, g, bp}, node index or false, node fields {s, it, t, ff, rs, d}, the state's
     _inputs.<nodeId>}. The commit reply is completeNode's {code, enqueued, status}, or the
     error text when the commit raised one (the job is completed all the same; the reconciler
@@ -99,7 +100,7 @@ for e = 1, tonumber(ARGV[6]) do
   local ncommit = textNum(ARGV[pos + 5])
   local committed = false
   -- a slot that wants its next job gets the first job its commit readies (enqueueNode)
-  q.handoff = fetch and {} or nil
+  q.handoff = fetch and jobId ~= "" and {} or nil
   if ncommit > 0 then
     -- the commit's values: its keys at ARGV[pos + 6 ..], completeNode's ARGV from ARGV[pos + 10] on
     local ok, reply = pcall(commitNode, ARGV, pos + 9, pos + 5 + ncommit, ARGV[pos + 6], ARGV[pos + 7],
@@ -112,17 +113,25 @@ for e = 1, tonumber(ARGV[6]) do
   end
   local handoff = q.handoff
   q.handoff = nil
-  local code = completeJob(b, q, jobId, token, keep, age, now)
-  if handoff and handoff.jobId then
-    placeHandoff(q, handoff, code == 1, token, ARGV[2])
-    if code == 1 then
-      handed[#handed + 1] = { e, handoff }
-    end
-  end
-  if code == 1 then
-    finished = finished + 1
-    if fetch and not (handoff and handoff.jobId) then
+  local code = 1
+  if jobId == "" then
+    -- no job to finish: a slot that wants one (what bullmq's moveToActive would take) or nothing
+    if fetch then
       takers[#takers + 1] = { e, token }
+    end
+  else
+    code = completeJob(b, q, jobId, token, keep, age, now)
+    if handoff and handoff.jobId then
+      placeHandoff(q, handoff, code == 1, token, ARGV[2])
+      if code == 1 then
+        handed[#handed + 1] = { e, handoff }
+      end
+    end
+    if code == 1 then
+      finished = finished + 1
+      if fetch and not (handoff and handoff.jobId) then
+        takers[#takers + 1] = { e, token }
+      end
     end
   end
   replies[e] = { code, false, committed }
