@@ -33,7 +33,7 @@ from bullflow.coordination import (
     RunOptions,
     graph_fields,
 )
-from bullflow.job_batch import FINISH_KEYS
+from bullflow.job_batch import FINISH_KEYS, decode_finish_replies
 from bullflow.python_coordination import PythonCoordinationStore
 from bullflow.scripts import ScriptCode, ScriptRunner
 from bullflow.settings import RedisSettings
@@ -345,13 +345,14 @@ def test_finish_job(benchmark: Any, redis_server: str, run_async: Any) -> None:
         return (active[-1],), {}
 
     def finish(job_id: str) -> None:
-        reply = run_async(
+        raw = run_async(
             lambda: runner.run(
                 "finishJobs",
                 [qk[name] for name in FINISH_KEYS],
                 [*finish_head(prefix), 1, job_id, TOKEN, -1, "604800", "1", 0],
             )
-        )[0]
+        )
+        [reply] = decode_finish_replies(raw)
         assert int(reply[0]) == ScriptCode.STORED and reply[1], reply
         next_id = reply[1][1]
         next_id = next_id.decode() if isinstance(next_id, bytes) else str(next_id)

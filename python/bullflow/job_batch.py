@@ -22,7 +22,7 @@ from . import keys
 from .coordination import CoordinationStore, NodeCommit, RedisCoordinationStore
 from .scripts import ScriptCode, ScriptRunner
 
-__all__ = ["FinishBatcher", "FinishReply"]
+__all__ = ["FinishBatcher", "FinishReply", "decode_finish_replies"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,46 @@ class FinishReply:
     code: int
     taken: Any
     committed: Any
+
+
+def decode_finish_replies(raw: Sequence[Any]) -> list[tuple[int, Any, Any]]:
+    """``finishJobs``' flat reply (see the script) as one ``(code, taken, committed)`` per job:
+    ``taken`` the next job ``[job hash as a flat list, job id, run fields [st, g, bp] or None,
+    node index or None, node fields [s, it, t, ff, rs, d] or None, input]`` or None,
+    ``committed`` the commit's reply ``[code, enqueued, status]``, its error text, or None."""
+    out: list[tuple[int, Any, Any]] = []
+    pos = 1
+    for _ in range(int(raw[0])):
+        code, kind = int(raw[pos]), raw[pos + 1]
+        pos += 2
+        committed: Any = None
+        if kind == 1:
+            committed = raw[pos : pos + 3]
+            pos += 3
+        elif kind == 2:
+            committed = raw[pos]
+            pos += 1
+        size = raw[pos]
+        pos += 1
+        taken: Any = None
+        if size:
+            flat = raw[pos : pos + size]
+            job_id = raw[pos + size]
+            pos += size + 1
+            run_fields = None
+            if raw[pos]:
+                run_fields = raw[pos + 1 : pos + 4]
+                pos += 3
+            index, has_node = raw[pos + 1], raw[pos + 2]
+            pos += 3
+            node_fields = None
+            if has_node:
+                node_fields = raw[pos : pos + 6]
+                pos += 6
+            taken = [flat, job_id, run_fields, index, node_fields, raw[pos]]
+            pos += 1
+        out.append((code, taken, committed))
+    return out
 
 
 @dataclass(slots=True)
@@ -152,10 +192,9 @@ class FinishBatcher:
             if not isinstance(err, Exception):
                 raise
         else:
-            for entry, reply in zip(group, replies, strict=True):
+            for entry, (code, taken, committed) in zip(group, decode_finish_replies(replies), strict=True):
                 if not entry.future.done():
-                    code, taken, committed = reply
-                    entry.future.set_result(FinishReply(int(code), taken or None, committed))
+                    entry.future.set_result(FinishReply(code, taken, committed))
         finally:
             self._in_flight -= 1
             if self._pending and not self._scheduled:

@@ -25,7 +25,7 @@ from bullflow import keys
 from bullflow.blueprint import load_blueprint
 from bullflow.compile import compile_blueprint
 from bullflow.coordination import NodeCommit, RedisCoordinationStore, RunOptions
-from bullflow.job_batch import FINISH_KEYS
+from bullflow.job_batch import FINISH_KEYS, decode_finish_replies
 from bullflow.scripts import ScriptCode, ScriptRunner
 from bullflow.settings import RedisSettings
 
@@ -115,7 +115,7 @@ class Bench:
                 0,
             ],
         )
-        code, taken, committed = replies[0]
+        [(code, taken, committed)] = decode_finish_replies(replies)
         assert committed is None
         return [code, taken]
 
@@ -139,7 +139,8 @@ class Bench:
         for k, (job_id, fetch, values) in enumerate(entries):
             keep = -1 if keeps is None else keeps[k]
             args += [job_id, token, keep, "", "1" if fetch else "0", len(values), *values]
-        return await self.scripts.run("finishJobs", [self.keys[name] for name in FINISH_KEYS], args)
+        raw = await self.scripts.run("finishJobs", [self.keys[name] for name in FINISH_KEYS], args)
+        return [list(reply) for reply in decode_finish_replies(raw)]
 
     async def job(self, job_id: str) -> dict[str, str]:
         return flat_to_dict(await self.redis.hgetall(self.prefix + job_id))  # type: ignore[misc]

@@ -33,14 +33,17 @@
             commit), or completeNode's KEYS[1..4] (state, run, graph and status keys of the
             node's run) followed by completeNode's ARGV
   Output:
-    N replies, one per job: {code, next job or false, commit reply or false}. code 1 (STORED)
-    the job is completed (or there was none); -7 (USE_BULLMQ) nothing was done for the job (also
-    when it is gone, not active or not locked by this token): finish it with bullmq's
-    moveToFinished, which reports such errors as bullmq does. The next job is {job hash as a flat list, job id, run
-    fields {st, g, bp}, node index or false, node fields {s, it, t, ff, rs, d}, the state's
-    _inputs.<nodeId>}. The commit reply is completeNode's {code, enqueued, status}, or the
-    error text when the commit raised one (the job is completed all the same; the reconciler
-    runs the node again).
+    One flat array (bullflow.job_batch.decode_finish_replies reads it): N, then for each job its
+    code, its commit reply and its next job. code 1 (STORED) the job is completed (or there was
+    none); -7 (USE_BULLMQ) nothing was done for the job (also when it is gone, not active or not
+    locked by this token): finish it with bullmq's moveToFinished, which reports such errors as
+    bullmq does. The commit reply is 0 (no commit), 1 and completeNode's code, enqueued and
+    status, or 2 and the error text when the commit raised one (the job is completed all the
+    same; the reconciler runs the node again). The next job is 0 (none), or M and the M values
+    of its job hash (a flat list), its id, 0 or 1 and its run's fields st, g and bp, its node
+    index or false, 0 or 1 and its node's fields s, it, t, ff, rs and d, and the state's
+    _inputs.<nodeId> (the run's and node's fields are left out when it is not a bullflow
+    node's job).
 ]]
 -- @include "numText"
 -- @include "textNum"
@@ -182,4 +185,61 @@ if finished > taken and rcall("LLEN", q.wait) == 0 and rcall("LLEN", q.active) =
   and rcall("ZCARD", KEYS[9]) == 0 then
   rcall("XADD", q.events, "*", "event", "drained")
 end
-return replies
+
+-- one flat array (each table in a reply costs redis' reply conversion ~3k instructions): N, then
+-- per job its code, its commit (0 none | 1 code enqueued status | 2 error text) and its next job
+-- (0 none | M, the M values of its job hash, its id, 0 | 1 st g bp, its node index or false,
+-- 0 | 1 s it t ff rs d, its input)
+local out = { #replies }
+local n = 1
+for e = 1, #replies do
+  local r = replies[e]
+  local committed, job = r[3], r[2]
+  out[n + 1] = r[1]
+  if not committed then
+    out[n + 2] = 0
+    n = n + 2
+  elseif type(committed) == "table" then
+    out[n + 2], out[n + 3], out[n + 4], out[n + 5] = 1, committed[1], committed[2], committed[3] or false
+    n = n + 5
+  else
+    out[n + 2], out[n + 3] = 2, committed
+    n = n + 3
+  end
+  if not job then
+    out[n + 1] = 0
+    n = n + 1
+  else
+    local flat = job[1]
+    local m = #flat
+    out[n + 1] = m
+    for k = 1, m do
+      out[n + 1 + k] = flat[k]
+    end
+    n = n + 2 + m
+    out[n] = job[2]
+    local run = job[3]
+    if run then
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = 1, run[1] or false, run[2] or false, run[3] or false
+      n = n + 4
+    else
+      out[n + 1] = 0
+      n = n + 1
+    end
+    out[n + 1] = job[4] or false
+    local node = job[5]
+    if node then
+      out[n + 2] = 1
+      for k = 1, 6 do
+        out[n + 2 + k] = node[k] or false
+      end
+      n = n + 8
+    else
+      out[n + 2] = 0
+      n = n + 2
+    end
+    out[n + 1] = job[6] or false
+    n = n + 1
+  end
+end
+return out
