@@ -161,13 +161,16 @@ def load_scripts() -> dict[str, LuaScript]:
 
 # The globals the scripts use, as locals of the library: a function reads the globals through an
 # empty table's __index (redis' protection of a library's globals), a local is one step. At load
-# time only a restricted ``redis`` is there; the first call binds them all (``_G``: the globals).
+# time only a restricted ``redis`` is there; the first call binds them all, from a function
+# compiled before the locals exist (its names are still the globals).
 _GLOBAL_NAMES = "redis, cjson, string, table, math, tonumber, tostring, type, ipairs, pairs, unpack, pcall"
-_LIBRARY_GLOBALS = f"""local {_GLOBAL_NAMES} = redis
+_LIBRARY_GLOBALS = f"""local function globalsAtRunTime()
+  return {_GLOBAL_NAMES}
+end
+local {_GLOBAL_NAMES} = redis
 local bound = false
 local function bindGlobals()
-  local G = _G
-  {_GLOBAL_NAMES} = {", ".join("G." + n.strip() for n in _GLOBAL_NAMES.split(","))}
+  {_GLOBAL_NAMES} = globalsAtRunTime()
   bound = true
 end
 """
@@ -193,9 +196,11 @@ def load_library() -> LuaLibrary:
     text = _LIBRARY_GLOBALS + "\n".join(shared) + "\n" + "\n".join(bodies)
     library = FUNCTION_LIBRARY_PREFIX + hashlib.sha1(text.encode()).hexdigest()[:16]
     functions = {name: f"{library}_{name}" for name in names}
+    # allow-cross-slot-keys: what a script run by EVALSHA may do (a finishJobs group spans runs)
     registrations = "".join(
-        f"redis.register_function('{functions[name]}', function(keys, args)\n"
-        f"  if not bound then bindGlobals() end\n  return script_{name}(keys, args)\nend)\n"
+        f"redis.register_function{{function_name = '{functions[name]}', callback = function(keys, args)\n"
+        f"  if not bound then bindGlobals() end\n  return script_{name}(keys, args)\n"
+        f"end, flags = {{ 'allow-cross-slot-keys' }}}}\n"
         for name in names
     )
     return LuaLibrary(library, f"#!lua name={library}\n{text}\n{registrations}", functions)
