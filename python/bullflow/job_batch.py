@@ -153,7 +153,7 @@ class FinishBatcher:
         bullmq's ``moveToActive`` would take it, with what its node needs read along (the raw
         reply, see the script); None when the script took none (nothing waits, or the queue is
         paused, rate limited or at its global concurrency: bullmq's own script decides then)."""
-        return (await self.finish(None, "", token, 0, "", True)).taken or None
+        return (await self.finish(None, "", token, 0, "", True)).taken
 
     async def finish(
         self, commit: NodeCommit | None, job_id: str, token: str, keep: int, age: str, fetch: bool

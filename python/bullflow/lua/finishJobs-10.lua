@@ -83,6 +83,7 @@
 -- @include "nodeReadFields"
 -- @include "takeJob"
 -- @include "placeHandoff"
+-- @include "appendFields"
 
 local rcall = redis.call
 local t = rcall("TIME")
@@ -196,15 +197,11 @@ for e = 1, #replies do
   local r = replies[e]
   local committed, job = r[3], r[2]
   out[n + 1] = r[1]
-  if not committed then
-    out[n + 2] = 0
-    n = n + 2
-  elseif type(committed) == "table" then
-    out[n + 2], out[n + 3], out[n + 4], out[n + 5] = 1, committed[1], committed[2], committed[3] or false
-    n = n + 5
-  else
-    out[n + 2], out[n + 3] = 2, committed
+  if committed and type(committed) ~= "table" then
+    out[n + 2], out[n + 3] = 2, committed -- the error text of a commit that raised
     n = n + 3
+  else
+    n = appendFields(out, n + 1, committed, 3)
   end
   if not job then
     out[n + 1] = 0
@@ -218,26 +215,9 @@ for e = 1, #replies do
     end
     n = n + 2 + m
     out[n] = job[2]
-    local run = job[3]
-    if run then
-      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = 1, run[1] or false, run[2] or false, run[3] or false
-      n = n + 4
-    else
-      out[n + 1] = 0
-      n = n + 1
-    end
+    n = appendFields(out, n, job[3], 3)
     out[n + 1] = job[4] or false
-    local node = job[5]
-    if node then
-      out[n + 2] = 1
-      for k = 1, 6 do
-        out[n + 2 + k] = node[k] or false
-      end
-      n = n + 8
-    else
-      out[n + 2] = 0
-      n = n + 2
-    end
+    n = appendFields(out, n + 1, job[5], 6)
     out[n + 1] = job[6] or false
     n = n + 1
   end
