@@ -987,6 +987,26 @@ async def test_a_status_stays_json_whatever_the_state_holds(
     assert [ctx[f"good{k}"] for k in range(len(valid))] == [json.loads(v) for v in valid]
 
 
+async def test_status_field_names_are_json_strings_as_cjson_writes_them(
+    store: CoordinationStore, redis_client: Redis, key_prefix: str
+) -> None:
+    """Every store writes the names of the state's fields as cjson.encode writes them ('/', '"',
+    '\\' and control characters escaped, other bytes as they are), and so a blueprint id with a
+    '/' in a job's data."""
+    odd = ['a/b"c\\d\x01\x7fé', "x/y", 'q"', "plain"]
+    expected = ['"a\\/b\\"c\\\\d\\u0001\\u007fé"', '"x\\/y"', '"q\\""', '"plain"']
+    d = Driver(store, redis_client, bp(["A"], [], id="blue/print"), f"{key_prefix}-run", key_prefix)
+    await d.start([(name, "2") for name in odd])
+    data = await redis_client.hget(keys.queue_key_prefix(key_prefix) + keys.job_id(d.run, "A"), "data")
+    assert data is not None and b'"blueprintId":"blue\\/print","nodeId":"A"' in data
+    await d.cancel("look")
+    raw = (await redis_client.get(keys.status_key(d.run))).decode()
+    for name, encoded in zip(odd, expected, strict=True):
+        assert f"{encoded}:2" in raw, name
+    context = json.loads(raw)["payload"]["context"]
+    assert context == {"blueprintId": "blue/print", "blueprintVersion": None, **dict.fromkeys(odd, 2)}
+
+
 async def test_a_wait_inside_a_batch_worker_can_be_resumed(
     store: CoordinationStore, redis_client: Redis, key_prefix: str
 ) -> None:

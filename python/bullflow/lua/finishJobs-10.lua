@@ -175,8 +175,9 @@ if #takers > 0 and openForTakes(q, now) then
     replies[taker[1]][2] = job
     took = took + 1
   end
-  if took > 0 and rcall("LLEN", q.wait) > 0 then
-    rcall("ZADD", q.marker, "0", "0") -- jobs still wait: wake a blocked worker for them
+  -- jobs still wait: wake a blocked worker for them (unless a job queued in this call did)
+  if took > 0 and not q.marked and rcall("LLEN", q.wait) > 0 then
+    rcall("ZADD", q.marker, "0", "0")
   end
   taken = taken + took
 end

@@ -30,8 +30,9 @@ local function openForTakes(q, now)
         rcall("XADD", q.events, "*", "event", "waiting", "jobId", id, "prev", "delayed")
         rcall("HSET", q.prefix .. id, "delay", "0")
       end
-      if #due > 0 then
+      if #due > 0 and not q.marked then
         rcall("ZADD", q.marker, "0", "0")
+        q.marked = true
       end
     end
   end

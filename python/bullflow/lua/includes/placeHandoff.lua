@@ -4,7 +4,7 @@
   it: pushed on the active list, locked by token for lockMs, the "active" event (the caller
   reads what its node needs once every commit of the script is done). Otherwise (the slot's job
   was left to bullmq) the job is queued as enqueueNode would have queued it: waiting, with the
-  marker set (the queue is open: enqueueNode hands off only then).
+  marker set (the queue is open: enqueueNode hands off only then; q.marked: set once per script).
 ]]
 local function placeHandoff(q, h, took, token, lockMs)
   local rcall = redis.call
@@ -16,7 +16,10 @@ local function placeHandoff(q, h, took, token, lockMs)
   else
     rcall("HDEL", q.prefix .. jobId, "processedOn", "ats")
     rcall("LPUSH", q.wait, jobId)
-    rcall("ZADD", q.marker, "0", "0")
+    if not q.marked then
+      rcall("ZADD", q.marker, "0", "0")
+      q.marked = true
+    end
     rcall("XADD", q.events, "MAXLEN", "~", q.maxEvents, "*", "event", "waiting", "jobId", jobId)
   end
 end
