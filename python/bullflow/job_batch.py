@@ -218,20 +218,13 @@ class FinishBatcher:
             args += values
         self.calls += 1
         self.jobs += len(group)
-        for _ in range(2):
-            try:
-                return cast(
-                    "list[Any]", await self._execute(self.scripts.command("finishJobs", self._keys, args))
-                )
-            except ResponseError as error:
-                # a restarted or flushed server, or one without functions: nothing ran; load
-                # what it lacks and run the group again
-                if not self.scripts.is_missing(error):
-                    raise
-                await self.scripts.recover("finishJobs", error)
-        return cast("list[Any]", await self._execute(self.scripts.command("finishJobs", self._keys, args)))
+        # (a restarted or flushed server, or one without functions: nothing ran; the runner
+        # loads what it lacks and the group runs again)
+        return cast(
+            "list[Any]", await self.scripts.run("finishJobs", self._keys, args, execute=self._execute)
+        )
 
-    async def _execute(self, command: tuple[Any, ...]) -> Any:
+    async def _execute(self, *command: Any) -> Any:
         """``command`` on a held connection. A held connection the server closed while it was
         idle (its ``timeout``, CLIENT KILL, a restart) fails on first use: the call is made once
         more on a new connection. Made twice it is still applied once: a commit the first made

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
@@ -181,8 +181,9 @@ def load_library() -> LuaLibrary:
     """The entry scripts of ``bullflow/lua`` as one function library: each include's text once,
     in the order the scripts pull them in, then each script's own text as the body of a
     ``local function script_<name>(KEYS, ARGV)``, registered under its function name. A script
-    runs the same either way: its includes take what varies per call as arguments, and the only
-    state they keep (``numText``'s texts of small integers) holds for every call."""
+    runs the same either way: its includes take what varies per call as arguments, and the
+    state they keep across calls (``numText``'s texts, ``graphRecord``'s node records,
+    ``graphMeta``'s decoded metas: lua/README.md) holds for every call."""
     includes, entries = _read_lua()
     scripts = load_scripts()  # (checks every file: its name, header and includes)
     seen: set[str] = set()
@@ -279,17 +280,27 @@ class ScriptRunner(ScriptCalls):
         super().__init__(functions=functions)
         self.redis = redis
 
-    async def run(self, name: str, keys: Sequence[str | bytes], args: Sequence[Any]) -> Any:
+    async def run(
+        self,
+        name: str,
+        keys: Sequence[str | bytes],
+        args: Sequence[Any],
+        *,
+        execute: Callable[..., Awaitable[Any]] | None = None,
+    ) -> Any:
         """Run script ``name``; what the server does not hold yet is loaded and the call made
-        again (at most twice: the library, then, on a server without functions, the script)."""
+        again (at most twice: the library, then, on a server without functions, the script).
+        ``execute`` sends the call's command (default: on the client; a caller may hold its own
+        connection)."""
+        send = execute or self._execute
         for _ in range(2):
             try:
-                return await self._execute(*self.command(name, keys, args))
+                return await send(*self.command(name, keys, args))
             except ResponseError as error:
                 if not self.is_missing(error):
                     raise
                 await self.recover(name, error)
-        return await self._execute(*self.command(name, keys, args))
+        return await send(*self.command(name, keys, args))
 
     def _execute(self, *command: Any) -> Awaitable[Any]:
         return cast("Awaitable[Any]", cast("Any", self.redis).execute_command(*command))
