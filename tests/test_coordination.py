@@ -587,6 +587,41 @@ async def test_a_run_hash_too_big_for_a_listpack_loses_only_its_filler(
     assert 86_000 < await redis_client.ttl(run_key) <= 86_400
 
 
+@pytest.mark.parametrize(("nodes", "encoding"), [(42, "listpack"), (43, "hashtable")])
+async def test_a_big_graphs_state_is_a_hash_table_from_the_start(
+    store: CoordinationStore, redis_client: Redis, key_prefix: str, nodes: int, encoding: str
+) -> None:
+    """A run of a graph of 43 nodes or more (three state fields a node: more than a listpack
+    holds) gets a hash-table state when it starts, so its writes and reads never scan a long
+    listpack; the field that converted it is gone at once, and the state holds what it would
+    otherwise. A smaller graph's state stays a compact listpack."""
+    names = [f"N{k}" for k in range(nodes)]
+    chain = bp(names, [f"{a}>{b}" for a, b in itertools.pairwise(names)])
+    d = Driver(store, redis_client, chain, f"{key_prefix}-run", key_prefix)
+    await d.start([("input", "1")])
+    state_key = keys.state_key(d.run)
+    assert (await redis_client.object("ENCODING", state_key)).decode() == encoding
+    state = await redis_client.hgetall(state_key)  # type: ignore[misc]
+    assert state == {b"input": b"1", b"blueprintId": b'"g"', b"blueprintVersion": b"null"}
+    for name in names[:3]:
+        await d.complete(name, writes=[(f"_outputs.{name}", f'"{name}"')])
+    state = await redis_client.hgetall(state_key)  # type: ignore[misc]
+    assert state[b"_outputs.N2"] == b'"N2"' and b"\0bullflow:table" not in state
+
+
+async def test_a_context_key_named_like_the_state_converting_field_is_kept(
+    store: CoordinationStore, redis_client: Redis, key_prefix: str
+) -> None:
+    """The field that makes a big graph's state a hash table is set only when absent (HSETNX),
+    so an initial context key of that name keeps its value."""
+    names = [f"N{k}" for k in range(43)]
+    chain = bp(names, [f"{a}>{b}" for a, b in itertools.pairwise(names)])
+    d = Driver(store, redis_client, chain, f"{key_prefix}-run", key_prefix)
+    await d.start([("\0bullflow:table", '"mine"')])
+    state = await redis_client.hgetall(keys.state_key(d.run))  # type: ignore[misc]
+    assert state[b"\0bullflow:table"] == b'"mine"'
+
+
 async def test_a_run_hash_of_128_fields_besides_its_filler_is_made_compact(
     store: CoordinationStore, redis_client: Redis, key_prefix: str
 ) -> None:

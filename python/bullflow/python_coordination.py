@@ -90,6 +90,10 @@ _LOOP_MESSAGE = "Traversal exceeded maximum iterations, possible infinite loop"
 _EXECUTE_NODE = keys.EXECUTE_NODE_JOB
 # startRun's "hx": longer than a listpack value, so the run hash is a hash table while it runs
 _RUN_HASH_FILLER = "-" * 65
+# tableState's: a new run's state hash of a graph of this many static nodes or more is made a hash
+# table by setting (and deleting at once) this field to the filler
+_TABLE_STATE_NODES = 43
+_TABLE_STATE_FIELD = "\0bullflow:table"
 
 
 class CoordinationConflictError(ScriptError):
@@ -1458,7 +1462,7 @@ class PythonCoordinationStore:
             ("EXISTS", run_key),
             ("HGET", run_key, "st"),
             ("TIME",),
-            ("HMGET", state_key, "blueprintId", "blueprintVersion"),
+            ("HMGET", state_key, "blueprintId", "blueprintVersion", _TABLE_STATE_FIELD),
             graph_read,
         )
         graph = self._graph(a.graph_key, graph_read, replies[4])
@@ -1471,7 +1475,9 @@ class PythonCoordinationStore:
         seconds, micros = (int(_num(x)) for x in replies[2])
         now = seconds * 1000 + micros // 1000
         state = tx.view(state_key)
-        for name, value in zip(("blueprintId", "blueprintVersion"), replies[3], strict=True):
+        for name, value in zip(
+            ("blueprintId", "blueprintVersion", _TABLE_STATE_FIELD), replies[3], strict=True
+        ):
             state.absorb(_bytes(name), _opt_bytes(value))
         tx.view(run_key).load({})
         run_fields: dict[str, Any] = {
@@ -1495,6 +1501,12 @@ class PythonCoordinationStore:
             tx.hset(state_key, *(item for pair in a.context for item in pair))
         tx.hsetnx(state_key, "blueprintId", _cjson_string(a.blueprint_id))
         tx.hsetnx(state_key, "blueprintVersion", a.version)
+        if _num(_field(meta, "nodes")) >= _TABLE_STATE_NODES:
+            # tableState: HSETNX leaves a context key of that name alone (read with the state above)
+            (present,) = await tx.hget(state_key, _TABLE_STATE_FIELD)
+            if present is None:
+                tx.hset(state_key, _TABLE_STATE_FIELD, _RUN_HASH_FILLER)
+                tx.hdel(state_key, _TABLE_STATE_FIELD)
         run = _Run(tx, self._queue, a.run_id, state_key, run_key, graph, keys.status_key(a.run_id), now)
         run.hset("lu", run.now)
         tx.call("ZADD", keys.RUN_INDEX_KEY, run.now, a.run_id)

@@ -31,7 +31,8 @@
     ARGV[9] blueprintVersion as JSON text
     ARGV[10..] initial context: field, JSON value, field, JSON value, ...
   The run is added to the run index (ZSET bullflow:runs, run id -> start ms) and its log gets a
-  run-started entry.
+  run-started entry. The state hash of a graph of 43 nodes or more is made a hash table
+  (includes/tableState.lua).
 
   Output:
     {code, number of jobs enqueued, run status}: 1 (STORED) started, 0 (ALREADY_PRESENT) the run
@@ -59,6 +60,7 @@
 -- @include "recordError"
 -- @include "settleRun"
 -- @include "enqueueReady"
+-- @include "tableState"
 
 if redis.call("EXISTS", KEYS[2]) == 1 then
   return { 0, 0, redis.call("HGET", KEYS[2], "st") }
@@ -88,6 +90,7 @@ if not adopt and #ARGV >= 10 then
 end
 redis.call("HSETNX", KEYS[1], "blueprintId", cjson.encode(ARGV[2]))
 redis.call("HSETNX", KEYS[1], "blueprintVersion", ARGV[9])
+tableState(KEYS[1], meta.nodes)
 local q = { wait = KEYS[5], meta = KEYS[6], id = KEYS[7], active = KEYS[8], events = KEYS[9],
   marker = KEYS[10], delayed = KEYS[11] }
 redis.call("ZADD", "bullflow:runs", run.nowText, ARGV[1])
