@@ -44,6 +44,8 @@ def table(data: dict[str, Any]) -> list[str]:
                 notes.append(f"p50 {info['p50_ms']:g} ms, p99 {info['p99_ms']:g} ms")
             if info.get("cpu_us_per_node"):
                 notes.append(f"{info['cpu_us_per_node']:g} us CPU/node")
+            if info.get("redis_cpu_wait_pct") is not None:
+                notes.append(f"redis-server waited for a CPU {info['redis_cpu_wait_pct']:g}% of the time")
             if info.get("cpu_us_per_instance"):
                 notes.append(f"{info['cpu_us_per_instance']:g} us CPU/instance")
             if info.get("bullmq_workflows_per_core") and info.get("instances_per_cpu_s"):

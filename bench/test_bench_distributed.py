@@ -49,6 +49,11 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def runqueue_seconds(pid: int) -> float:
+    """How long the process has waited, runnable, for a CPU (``/proc/<pid>/schedstat``, ns)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 class Pool:
     """Worker processes for one (workers, coordination) configuration, on a queue of their own."""
 
@@ -166,12 +171,13 @@ def test_distributed(
     pool = pools(workers, coordination, loop)
     client = Client(blueprints=BLUEPRINTS, connection=redis_server, queue_name=pool.queue)
     pids = [p.pid for p in pool.procs] + [redis_pid]
-    samples: list[tuple[int, float, float]] = []
+    samples: list[tuple[int, float, float, float]] = []
 
     def once() -> int:
-        cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+        cpu0, wait0, t0 = cpu_seconds(pids), runqueue_seconds(redis_pid), time.perf_counter()
         nodes = run_async(lambda: run_workload(client, blueprint_id, runs))
-        samples.append((nodes, cpu_seconds(pids) - cpu0, time.perf_counter() - t0))
+        elapsed = time.perf_counter() - t0
+        samples.append((nodes, cpu_seconds(pids) - cpu0, elapsed, runqueue_seconds(redis_pid) - wait0))
         return nodes
 
     benchmark.group = f"distributed: {case}"
@@ -197,6 +203,9 @@ def test_distributed(
         workers=workers,
         coordination=coordination,
         cpu_us_per_node=round(best[1] / best[0] * 1e6, 1),
+        # the share of the round redis-server spent runnable but waiting for a CPU (the workers,
+        # the client and other load on the same cores)
+        redis_cpu_wait_pct=round(100 * best[3] / best[2], 1),
     )
     key = case.split()[0] + (f"-{workers}" if case.startswith("W3") else "")
     if key in FLOWCRAFT_NODES_PER_S and coordination == "lua" and loop == "fast":

@@ -37,3 +37,11 @@ def test_w3_rows_compare_with_flowcraft_measured_in_the_same_run() -> None:
     assert "Flowcraft Node 4,100/s: 1.95x" in ours
     assert "Flowcraft measured here 2,000/s: 4.00x, 800 us CPU/node: 0.25 of it" in ours
     assert "the issue's figure 4,100/s: 0.49x" in theirs and "measured here" not in theirs
+
+
+def test_distributed_rows_show_how_long_redis_waited_for_a_cpu() -> None:
+    data = {
+        "benchmarks": [_row("lua-fast-2w", 0.25, workers=2, cpu_us_per_node=200, redis_cpu_wait_pct=12.5)]
+    }
+    (row,) = (line for line in table(data) if "lua-fast-2w" in line)
+    assert "200 us CPU/node; redis-server waited for a CPU 12.5% of the time" in row
