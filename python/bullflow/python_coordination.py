@@ -1480,10 +1480,11 @@ class PythonCoordinationStore:
         ):
             state.absorb(_bytes(name), _opt_bytes(value))
         tx.view(run_key).load({})
+        nodes = _num(_field(meta, "nodes"))
         run_fields: dict[str, Any] = {
             "bp": a.blueprint_id,
             "g": _lua_str(_field(meta, "hash")),
-            "n": _num(_field(meta, "nodes")),
+            "n": nodes,
             "nd": 0,
             "st": "running",
             "out": 0,
@@ -1501,7 +1502,7 @@ class PythonCoordinationStore:
             tx.hset(state_key, *(item for pair in a.context for item in pair))
         tx.hsetnx(state_key, "blueprintId", _cjson_string(a.blueprint_id))
         tx.hsetnx(state_key, "blueprintVersion", a.version)
-        if _num(_field(meta, "nodes")) >= _TABLE_STATE_NODES:
+        if nodes >= _TABLE_STATE_NODES:
             # tableState: HSETNX leaves a context key of that name alone (read with the state above)
             (present,) = await tx.hget(state_key, _TABLE_STATE_FIELD)
             if present is None:

@@ -6,6 +6,7 @@
   call of the library's functions (as scripts, for the call), at most 4,096 of them (then they
   are read anew). "No node i" is not remembered: a graph hash missing now may be stored again.
 ]]
+-- @include "indexSet"
 local graphRecords, graphRecordCount = {}, 0
 local function graphRecord(graphKey, i)
   local shared = graphRecords[graphKey]
@@ -20,16 +21,9 @@ local function graphRecord(graphKey, i)
     return false
   end
   local v = cjson.decode(f[1])
-  local preds, back = {}, {}
-  for _, p in ipairs(v[5]) do
-    preds[p] = true
-  end
-  for _, p in ipairs(v[6]) do
-    back[p] = true
-  end
   local r = {
     id = f[2], any = v[1] == 1, lc = v[2] == 1, fb = v[3], ls = v[4], npreds = #v[5],
-    preds = preds, back = back, edges = v[7], body = v[8], opts = f[3] or "",
+    preds = indexSet(v[5]), back = indexSet(v[6]), edges = v[7], body = v[8], opts = f[3] or "",
   }
   if graphRecordCount >= 4096 then
     graphRecords, graphRecordCount, shared = {}, 0, nil

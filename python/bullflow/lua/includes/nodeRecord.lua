@@ -8,6 +8,7 @@
   shared by the calls (graphRecord).
 ]]
 -- @include "graphRecord"
+-- @include "indexSet"
 local function nodeRecord(run, i)
   local r = run.records[i]
   if r then
@@ -17,15 +18,12 @@ local function nodeRecord(run, i)
     r = graphRecord(run.graphKey, i)
   else
     local v = cjson.decode(redis.call("HGET", run.runKey, "d:" .. i))
-    local edges, preds = {}, {}
+    local edges = {}
     for k, t in ipairs(v.targets) do
       edges[k] = { -1, i, t, cjson.null, 0 }
     end
-    for _, p in ipairs(v.preds) do
-      preds[p] = true
-    end
     r = {
-      id = v.id, any = false, lc = false, fb = -1, ls = -1, npreds = #v.preds, preds = preds,
+      id = v.id, any = false, lc = false, fb = -1, ls = -1, npreds = #v.preds, preds = indexSet(v.preds),
       back = {}, edges = edges, body = {}, opts = "",
     }
   end

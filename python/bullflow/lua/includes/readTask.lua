@@ -1,6 +1,7 @@
 --[[
-  The execution facts a commit carries at args[pos], args[pos + 1] and args[pos + 2] (values past index last, when given, are not the commit's): the attempt number,
-  when the execution started (ms) and its error text; missing values are 0, 0 and "".
+  The execution facts a commit carries at args[pos], args[pos + 1] and args[pos + 2] (values past
+  index last, when given, are not the commit's): the attempt number, when the execution started
+  (ms) and its error text; missing values are 0, 0 and "".
 ]]
 local function readTask(pos, args, last)
   last = last or #args
