@@ -79,11 +79,11 @@ local run = newRun({ ARGV[2], meta.nodes, 0, "running", ARGV[6], ARGV[5], ARGV[3
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], now)
 -- every start node becomes ready at wave 1 (makeReady below), unless the wave limit is below 1
 local starts = run.maxWaves >= 1 and #meta.start or 0
--- "hx": a filler longer than a listpack value, so the run hash is a hash table while the run
+-- "hx": a filler longer than a listpack value (tableState's), so the run hash is a hash table while the run
 -- runs (compactRun, when its status is published, makes it compact again)
 redis.call("HSET", KEYS[2], "bp", ARGV[2], "g", meta.hash, "n", numText(meta.nodes), "nd", "0", "st", "running",
   "out", numText(starts), "aw", "0", "mw", ARGV[6], "ttl", ARGV[5], "q", ARGV[3], "ch", ARGV[4], "jo", ARGV[7],
-  "ts", run.nowText, "lu", run.nowText, "hx", string.rep("-", 65))
+  "ts", run.nowText, "lu", run.nowText, "hx", hashTableFiller)
 local adopt = ARGV[8] == "1"
 if not adopt and #ARGV >= 10 then
   callInChunks("HSET", KEYS[1], ARGV, 10, 2)
