@@ -274,6 +274,9 @@ class BullMQAdapter:
                     self.queue_name,
                     self.run_options.queue_prefix,
                     int(self._worker_opts["lockDuration"]),
+                    # two halves of the slots: redis runs one half's call while this process
+                    # runs the other half's nodes
+                    send_at=(self.concurrency + 1) // 2,
                 )
             self.worker = _ChainingWorker(self, self.queue_name, opts, batcher=self.batcher)
         else:

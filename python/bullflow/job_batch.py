@@ -2,8 +2,11 @@
 the event loop share one ``finishJobs`` call (``lua/finishJobs-10.lua``) -- each slot's node
 commit, its job marked completed and, for every slot that asks, the next waiting job taken with
 what its node needs read along. One round trip and one script for the whole group instead of one
-of each per node: under load the groups grow (slots that finish while a call is in flight wait for
-the next one), when idle a group is one job and costs what a single call would.
+of each per node: under load the groups grow (slots that finish while the calls in flight are at
+the limit wait for the next one), when idle a group is one job and costs what a single call
+would. A group that reaches ``send_at`` entries is written at once, by the slot that filled it,
+so redis-server runs it while the worker still runs the turn's other slots: with one worker
+process, the worker and redis-server no longer take turns on the two halves of the work.
 """
 
 from __future__ import annotations
@@ -106,9 +109,13 @@ class _Entry:
 
 class FinishBatcher:
     """Collects the finishes of one worker's slots and sends them in groups of at most
-    ``max_batch``, with at most ``max_in_flight`` calls outstanding. With a client-side
-    coordination store the commit is applied by the store first, and the group only finishes
-    and takes jobs."""
+    ``max_batch``, with at most ``max_in_flight`` calls outstanding. A group is sent the moment
+    it has ``send_at`` entries, in the turn of the event loop of the slot that added the last
+    one: redis runs that group while the worker runs the other slots' nodes (with half the
+    slots, the worker's default, the two halves alternate). What is pending at the end of a turn
+    is sent then; while the calls in flight are at the limit, the pending group grows (under
+    load, fewer and larger calls). With a client-side coordination store the commit is applied
+    by the store first, and the group only finishes and takes jobs."""
 
     def __init__(
         self,
@@ -120,6 +127,7 @@ class FinishBatcher:
         *,
         max_batch: int = 64,
         max_in_flight: int = 2,
+        send_at: int | None = None,
     ) -> None:
         qk = keys.queue_keys(queue_name, queue_prefix)
         self.redis = redis
@@ -128,6 +136,7 @@ class FinishBatcher:
         self.scripts = store.scripts if isinstance(store, RedisCoordinationStore) else ScriptRunner(redis)
         self.max_batch = max(1, max_batch)
         self.max_in_flight = max(1, max_in_flight)
+        self.send_at = self.max_batch if send_at is None else min(max(1, send_at), self.max_batch)
         self._keys = [qk[name] for name in FINISH_KEYS]
         self._head = [
             keys.queue_key_prefix(queue_name, queue_prefix),
@@ -166,7 +175,9 @@ class FinishBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[FinishReply] = loop.create_future()
         self._pending.append(_Entry(commit, job_id, token, keep, age, fetch, future))
-        if not self._scheduled:
+        if len(self._pending) >= self.send_at and self._in_flight < self.max_in_flight:
+            self._send_group()  # full: redis starts on it while the other slots run their nodes
+        if self._pending and not self._scheduled:
             # after the slots that are ready to run in this turn of the loop have added theirs
             self._scheduled = True
             loop.call_soon(self._send)
@@ -175,32 +186,30 @@ class FinishBatcher:
     def _send(self) -> None:
         self._scheduled = False
         while self._pending and self._in_flight < self.max_in_flight:
-            group = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
-            self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._call(group))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._send_group()
 
-    async def _call(self, group: list[_Entry]) -> None:
+    def _send_group(self) -> None:
+        """Send the next group: its command written now on an idle held connection (a task only
+        reads the reply), or by the task when none is idle and connected."""
+        group = self._pending[: self.max_batch]
+        del self._pending[: self.max_batch]
         try:
-            replies = await self._run(group)
-        except BaseException as err:
+            args = self._args(group)
+            command = self.scripts.command("finishJobs", self._keys, args)
+            conn = self._write_now(command)
+        except Exception as err:  # e.g. a value the packer refuses: the group's slots fail
             for entry in group:
                 if not entry.future.done():
                     entry.future.set_exception(err)
-            if not isinstance(err, Exception):
-                raise
-        else:
-            for entry, (code, taken, committed) in zip(group, decode_finish_replies(replies), strict=True):
-                if not entry.future.done():
-                    entry.future.set_result(FinishReply(code, taken, committed))
-        finally:
-            self._in_flight -= 1
-            if self._pending and not self._scheduled:
-                self._send()
+            return
+        self._in_flight += 1
+        self.calls += 1
+        self.jobs += len(group)
+        task = asyncio.get_running_loop().create_task(self._call(group, args, conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, group: Sequence[_Entry]) -> list[Any]:
+    def _args(self, group: Sequence[_Entry]) -> list[Any]:
         args: list[Any] = [*self._head, len(group)]
         for entry in group:
             values: list[Any] = []
@@ -216,28 +225,72 @@ class FinishBatcher:
                 len(values),
             ]
             args += values
-        self.calls += 1
-        self.jobs += len(group)
-        # (a restarted or flushed server, or one without functions: nothing ran; the runner
-        # loads what it lacks and the group runs again)
-        return cast(
-            "list[Any]", await self.scripts.run("finishJobs", self._keys, args, execute=self._execute)
-        )
+        return args
+
+    def _write_now(self, command: tuple[Any, ...]) -> Any:
+        """An idle held connection with ``command`` written to it in this turn of the loop, or
+        None when none is idle and connected. (The write is redis-py's own ``send_command``
+        without its ``await``: its stream writer's synchronous part, which hands the bytes to
+        the socket at once. A connection the server has closed fails on the reply, and
+        :meth:`_reply` makes the call again on a new one.)"""
+        if not self._idle:
+            return None
+        conn = self._idle[-1]
+        writer = getattr(conn, "_writer", None)  # (redis-py's; None while not connected)
+        if writer is None or not conn.is_connected:
+            return None
+        packed = conn.pack_command(*command)
+        self._idle.pop()
+        writer.writelines(packed)
+        return conn
+
+    async def _call(self, group: list[_Entry], args: list[Any], written: Any) -> None:
+        async def execute(*command: Any) -> Any:
+            nonlocal written
+            if written is not None:
+                conn, written = written, None
+                return await self._reply(conn, command, sent=True)
+            return await self._execute(*command)
+
+        try:
+            # (a restarted or flushed server, or one without functions: nothing ran; the runner
+            # loads what it lacks and the group runs again)
+            replies = await self.scripts.run("finishJobs", self._keys, args, execute=execute)
+        except BaseException as err:
+            for entry in group:
+                if not entry.future.done():
+                    entry.future.set_exception(err)
+            if not isinstance(err, Exception):
+                raise
+        else:
+            for entry, (code, taken, committed) in zip(group, decode_finish_replies(replies), strict=True):
+                if not entry.future.done():
+                    entry.future.set_result(FinishReply(code, taken, committed))
+        finally:
+            self._in_flight -= 1
+            if self._pending and not self._scheduled:
+                self._send()
 
     async def _execute(self, *command: Any) -> Any:
-        """``command`` on a held connection. A held connection the server closed while it was
-        idle (its ``timeout``, CLIENT KILL, a restart) fails on first use: the call is made once
-        more on a new connection. Made twice it is still applied once: a commit the first made
-        is a no-op the second time, and a job it completed is no longer active, so the second
-        leaves it to bullmq (USE_BULLMQ), as after any lost reply."""
+        """``command`` on a held connection (one from the client's pool when none is idle)."""
         if self._idle:
             conn = self._idle.pop()
         else:
             conn = await cast("Any", self.redis.connection_pool).get_connection()
             self._held.append(conn)
+        return await self._reply(conn, command, sent=False)
+
+    async def _reply(self, conn: Any, command: tuple[Any, ...], *, sent: bool) -> Any:
+        """The reply to ``command`` on held connection ``conn`` (``sent``: written already). A
+        held connection the server closed while it was idle (its ``timeout``, CLIENT KILL, a
+        restart) fails on first use: the call is made once more on a new connection. Made twice
+        it is still applied once: a commit the first made is a no-op the second time, and a job
+        it completed is no longer active, so the second leaves it to bullmq (USE_BULLMQ), as
+        after any lost reply."""
         try:
             try:
-                await conn.send_command(*command)
+                if not sent:
+                    await conn.send_command(*command)
                 return await conn.read_response()
             except RedisConnectionError as error:
                 await conn.disconnect(error=error)

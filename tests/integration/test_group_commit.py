@@ -1,0 +1,95 @@
+"""How the fast worker loop groups its slots' finishes into ``finishJobs`` calls
+(bullflow.job_batch): a group is sent the moment it has ``send_at`` entries, in the turn of the
+event loop of the slot that filled it, so redis runs it while the worker's other slots still run
+their nodes; what is pending at the end of a turn goes then, and while the calls in flight are at
+the limit the pending group grows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import redis as sync_redis
+from bullmq import Queue  # type: ignore[import-untyped]
+from redis.asyncio import Redis
+
+from bullflow import keys
+from bullflow.coordination import RedisCoordinationStore
+from bullflow.job_batch import FinishBatcher
+
+pytestmark = pytest.mark.timeout(60)
+
+DIAMOND = {
+    "id": "diamond",
+    "nodes": [{"id": x, "uses": "echo"} for x in "abcd"],
+    "edges": [{"source": s, "target": t} for s, t in ("ab", "ac", "bd", "cd")],
+}
+
+
+def _batcher(redis_client: Redis, queue: str, **options: Any) -> FinishBatcher:
+    store = RedisCoordinationStore(redis_client, queue, keys.DEFAULT_QUEUE_PREFIX)
+    return FinishBatcher(redis_client, store, queue, keys.DEFAULT_QUEUE_PREFIX, 30_000, **options)
+
+
+async def test_a_full_group_reaches_redis_while_the_turn_that_filled_it_still_runs(
+    redis_client: Redis, redis_server: str, key_prefix: str
+) -> None:
+    batcher = _batcher(redis_client, key_prefix, send_at=2)
+    queue = Queue(key_prefix, {"connection": redis_server})
+    server = sync_redis.Redis.from_url(redis_server)
+    active = keys.queue_keys(key_prefix, keys.DEFAULT_QUEUE_PREFIX)["active"]
+    try:
+        assert await batcher.take("warm-up") is None  # an empty queue: nothing to take
+        await queue.add("job", {"n": 1}, {"jobId": "j1"})
+        slots = [asyncio.ensure_future(batcher.take(f"slot-{k}")) for k in range(2)]
+        await asyncio.sleep(0)  # both slots add their entry; the second fills the group
+        # The loop is still in that turn (the worker's other slots would run their nodes here):
+        # the slot that filled the group wrote its call, and the server has taken the job.
+        deadline = time.monotonic() + 5
+        while server.llen(active) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # blocks the loop, as a node's CPU work does
+        assert server.lrange(active, 0, -1) == [b"j1"]
+        taken = await asyncio.gather(*slots)
+        assert taken[1] is None and taken[0][1] == b"j1"  # the first slot's entry took it
+        assert batcher.calls == 2 and batcher.jobs == 3
+    finally:
+        server.close()
+        await queue.close()
+        await batcher.close()
+
+
+async def test_groups_are_sent_at_send_at_and_grow_while_the_calls_in_flight_are_at_the_limit(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    batcher = _batcher(redis_client, key_prefix, send_at=2, max_in_flight=2)
+    try:
+        # seven slots in one turn: two groups of two go at once (the limit of calls in flight);
+        # the three left wait for a call to return and then go as one group
+        results = await asyncio.gather(*(batcher.take(f"slot-{k}") for k in range(7)))
+        assert results == [None] * 7
+        assert (batcher.calls, batcher.jobs) == (3, 7)
+    finally:
+        await batcher.close()
+
+
+async def test_without_send_at_one_turn_is_one_group(redis_client: Redis, key_prefix: str) -> None:
+    batcher = _batcher(redis_client, key_prefix)
+    try:
+        assert await asyncio.gather(*(batcher.take(f"slot-{k}") for k in range(7))) == [None] * 7
+        assert (batcher.calls, batcher.jobs) == (1, 7)
+    finally:
+        await batcher.close()
+
+
+async def test_a_worker_sends_a_group_at_half_its_slots(make_adapter: Any, make_client: Any) -> None:
+    adapter = make_adapter([DIAMOND], concurrency=20)
+    assert adapter.batcher is not None and adapter.batcher.send_at == 10
+    client = make_client([DIAMOND])
+    handles = await client.start_many("diamond", 40)
+    for result in await asyncio.gather(*(h.result(20) for h in handles)):
+        assert result.status == "completed"
+        assert result.context["_outputs.a"] == "a(None)"
+    assert adapter.jobs_processed == 40 * 4
+    assert adapter.batcher.calls > 1
