@@ -305,10 +305,14 @@ class FinishBatcher:
             self._idle.append(conn)
 
     async def close(self) -> None:
-        """Give the held connections back to the client's pool (after the last call)."""
+        """Give the held connections back to the client's pool (after the last call). One that
+        is not idle (a call whose reply was never read: its task was cancelled) is disconnected
+        first, so no one reads that reply as theirs."""
         pool = cast("Any", self.redis.connection_pool)
-        held, self._held, self._idle = self._held, [], []
+        held, idle, self._held, self._idle = self._held, self._idle, [], []
         for conn in held:
+            if not any(conn is other for other in idle):
+                await conn.disconnect()
             await pool.release(conn)
 
 

@@ -93,3 +93,19 @@ async def test_a_worker_sends_a_group_at_half_its_slots(make_adapter: Any, make_
         assert result.context["_outputs.a"] == "a(None)"
     assert adapter.jobs_processed == 40 * 4
     assert adapter.batcher.calls > 1
+
+
+async def test_closing_with_a_reply_never_read_gives_no_one_that_reply(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    batcher = _batcher(redis_client, key_prefix, send_at=1)
+    assert await batcher.take("warm-up") is None  # one held connection, idle
+    slot = asyncio.ensure_future(batcher.take("slot"))
+    await asyncio.sleep(0)  # the slot's group is written; the task that reads its reply has not run
+    for task in list(batcher._tasks):
+        task.cancel()  # (as a loop shutting down does)
+    await batcher.close()
+    slot.cancel()
+    # the connection went back to the pool: a command on it reads its own reply
+    assert await redis_client.ping() is True
+    assert await redis_client.get(f"{key_prefix}:missing") is None
