@@ -21,12 +21,6 @@ from bullflow.job_batch import FinishBatcher
 
 pytestmark = pytest.mark.timeout(60)
 
-DIAMOND = {
-    "id": "diamond",
-    "nodes": [{"id": x, "uses": "echo"} for x in "abcd"],
-    "edges": [{"source": s, "target": t} for s, t in ("ab", "ac", "bd", "cd")],
-}
-
 
 def _batcher(redis_client: Redis, queue: str, **options: Any) -> FinishBatcher:
     store = RedisCoordinationStore(redis_client, queue, keys.DEFAULT_QUEUE_PREFIX)
@@ -81,18 +75,6 @@ async def test_without_send_at_one_turn_is_one_group(redis_client: Redis, key_pr
         assert (batcher.calls, batcher.jobs) == (1, 7)
     finally:
         await batcher.close()
-
-
-async def test_a_worker_sends_a_group_at_half_its_slots(make_adapter: Any, make_client: Any) -> None:
-    adapter = make_adapter([DIAMOND], concurrency=20)
-    assert adapter.batcher is not None and adapter.batcher.send_at == 10
-    client = make_client([DIAMOND])
-    handles = await client.start_many("diamond", 40)
-    for result in await asyncio.gather(*(h.result(20) for h in handles)):
-        assert result.status == "completed"
-        assert result.context["_outputs.a"] == "a(None)"
-    assert adapter.jobs_processed == 40 * 4
-    assert adapter.batcher.calls > 1
 
 
 async def test_closing_with_a_reply_never_read_gives_no_one_that_reply(

@@ -43,3 +43,13 @@ async def test_runs_go_on_after_the_server_drops_the_workers_connections(
     await _diamonds(client, 30)
     assert adapter.batcher.calls > calls  # the group commits went on, on new connections
     assert adapter.jobs_processed == 2 * 30 * 4
+
+
+async def test_a_worker_sends_a_group_at_half_its_slots(make_adapter: Any, make_client: Any) -> None:
+    """(bullflow.job_batch: a group is written the moment it holds ``send_at`` entries; see
+    tests/integration/test_group_commit.py.)"""
+    adapter = make_adapter([DIAMOND], concurrency=20)
+    assert adapter.batcher is not None and adapter.batcher.send_at == 10
+    await _diamonds(make_client([DIAMOND]), 40)
+    assert adapter.jobs_processed == 40 * 4
+    assert adapter.batcher.calls > 1
