@@ -84,10 +84,12 @@ class RunHandle:
         first = self._first
         if first is None:
             return await self.client.wait_for(self.run_id, timeout)
-        try:
-            text = await asyncio.wait_for(asyncio.shield(first), timeout)
-        except (asyncio.TimeoutError, TimeoutError):
-            raise TimeoutError(f"run {self.run_id} did not finish within {timeout} s") from None
+        if not first.done():
+            # asyncio.wait leaves ``first`` pending on timeout (or cancellation), for a later call
+            await asyncio.wait((first,), timeout=timeout)
+            if not first.done():
+                raise TimeoutError(f"run {self.run_id} did not finish within {timeout} s")
+        text = first.result()
         self._first = None
         return result_from_status(self.run_id, text)
 
@@ -305,9 +307,12 @@ class Client:
         pubsub = self._pubsub
         assert pubsub is not None
         prefix = keys.STATUS_CHANNEL_PREFIX
+        # Without a socket timeout a read blocks until a message comes (no timer per message);
+        # with one, reads wake every second so an idle subscription is not taken for a dead one.
+        read_timeout = None if self.settings.socket_timeout is None else 1.0
         while True:
             try:
-                message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=read_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception:
