@@ -42,6 +42,8 @@ def table(data: dict[str, Any]) -> list[str]:
                 notes.append(f"rust is {_median_ms(by_impl['python']) / median:.1f}x python")
             if info.get("p99_ms") is not None:
                 notes.append(f"p50 {info['p50_ms']:g} ms, p99 {info['p99_ms']:g} ms")
+            if info.get("client_cpu_us_per_status"):
+                notes.append(f"client {info['client_cpu_us_per_status']:g} us CPU/status")
             if info.get("cpu_us_per_node"):
                 notes.append(f"{info['cpu_us_per_node']:g} us CPU/node")
             if info.get("redis_cpu_wait_pct") is not None:

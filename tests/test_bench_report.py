@@ -45,3 +45,18 @@ def test_distributed_rows_show_how_long_redis_waited_for_a_cpu() -> None:
     }
     (row,) = (line for line in table(data) if "lua-fast-2w" in line)
     assert "200 us CPU/node; redis-server waited for a CPU 12.5% of the time" in row
+
+
+def test_the_follow_row_shows_the_clients_cpu_per_status() -> None:
+    data = {
+        "benchmarks": [
+            {
+                "name": "test_client_follows_many_runs",
+                "group": "notify: a client follows 2,000 runs",
+                "stats": {"median": 0.25},
+                "extra_info": {"impl": "lua", "items": 2000, "client_cpu_us_per_status": 31.5},
+            }
+        ]
+    }
+    (row,) = (line for line in table(data) if "follows" in line)
+    assert "8,000" in row and "client 31.5 us CPU/status" in row
