@@ -195,8 +195,7 @@ class FinishBatcher:
         del self._pending[: self.max_batch]
         try:
             args = self._args(group)
-            command = self.scripts.command("finishJobs", self._keys, args)
-            conn = self._write_now(command)
+            conn = self._write_now(args)
         except Exception as err:  # e.g. a value the packer refuses: the group's slots fail
             for entry in group:
                 if not entry.future.done():
@@ -227,9 +226,10 @@ class FinishBatcher:
             args += values
         return args
 
-    def _write_now(self, command: tuple[Any, ...]) -> Any:
-        """An idle held connection with ``command`` written to it in this turn of the loop, or
-        None when none is idle and connected. (The write is redis-py's own ``send_command``
+    def _write_now(self, args: list[Any]) -> Any:
+        """An idle held connection with the group's ``finishJobs`` command (``args``) written to
+        it in this turn of the loop, or None when none is idle and connected (the command is
+        then built and sent by the group's task). (The write is redis-py's own ``send_command``
         without its ``await``: its stream writer's synchronous part, which hands the bytes to
         the socket at once. A connection the server has closed fails on the reply, and
         :meth:`_reply` makes the call again on a new one.)"""
@@ -239,7 +239,7 @@ class FinishBatcher:
         writer = getattr(conn, "_writer", None)  # (redis-py's; None while not connected)
         if writer is None or not conn.is_connected:
             return None
-        packed = conn.pack_command(*command)
+        packed = conn.pack_command(*self.scripts.command("finishJobs", self._keys, args))
         self._idle.pop()
         writer.writelines(packed)
         return conn
